@@ -1,0 +1,76 @@
+"""Time a full training step (forward, backward, SGD step) per attention, relative to no attention.
+
+    python -m spe_lightning.benchmarks.train_step --depth 164 --batch_size 64 --rounds 5
+
+Configurations are timed round-robin (one step of each in turn, repeated), so drift of
+a shared machine hits every configuration alike; the median step time is reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from jsonargparse import CLI
+from torch import nn
+
+from spe_lightning.models import create_backbone, pooling_regularization
+
+
+def _step_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(x), y) + 0.1 * pooling_regularization(net)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def main(
+    attentions: list[str] = ["none", "se", "spem"],  # noqa: B006  (jsonargparse reads the default)
+    depth: int = 164,
+    block: str = "bottleneck",
+    batch_size: int = 64,
+    image_size: int = 32,
+    rounds: int = 5,
+    warmup: int = 2,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Print median step time per attention and its ratio to the first one (the baseline)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    x = torch.randn(batch_size, 3, image_size, image_size)
+    y = torch.randint(0, 10, (batch_size,))
+    steps = {}
+    for name in attentions:
+        net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=name).train()
+        steps[name] = _step_fn(net, x, y)
+    times: dict[str, list[float]] = {name: [] for name in attentions}
+    for i in range(warmup + rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times[attentions[0]])
+    print(
+        f"cifar_resnet depth {depth} {block}, batch {batch_size}, {image_size}px, "
+        f"{torch.get_num_threads()} threads, median of {rounds} round-robin steps"
+    )
+    print(f"{'attention':<12}{'step (s)':>10}{'vs ' + attentions[0]:>12}")
+    ratios = {}
+    for name in attentions:
+        med = statistics.median(times[name])
+        ratios[name] = med / base
+        print(f"{name:<12}{med:>10.3f}{ratios[name]:>11.3f}x")
+    return ratios
+
+
+if __name__ == "__main__":
+    CLI(main, as_positional=False)

@@ -1,0 +1,45 @@
+"""Build an attention module from a name: the only way backbones create attention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from spe_lightning.layers.cbam import CBAM
+from spe_lightning.layers.eca import EfficientChannelAttention
+from spe_lightning.layers.pool import GlobalPool
+from spe_lightning.layers.spem import SPEM, SPEMFigure
+from spe_lightning.layers.squeeze_excite import SqueezeExcite
+from spe_lightning.layers.srm import StyleRecalibration
+from spe_lightning.registry import lookup
+
+_ATTENTIONS: dict[str, type[nn.Module]] = {
+    "se": SqueezeExcite,
+    "eca": EfficientChannelAttention,
+    "cbam": CBAM,
+    "srm": StyleRecalibration,
+    "spem": SPEM,
+    "spem_fig": SPEMFigure,
+}
+
+
+def attention_names() -> list[str]:
+    return ["none", *sorted(_ATTENTIONS)]
+
+
+def is_attention(name: str | None) -> bool:
+    """False for the names that mean "plain network"."""
+    return name is not None and str(name).lower() != "none"
+
+
+def create_attention(
+    name: str | None, channels: int, pool: str | GlobalPool | None = None, **kwargs: Any
+) -> nn.Module:
+    """Attention over ``channels``; ``pool=None`` keeps the module's own default pooling."""
+    if not is_attention(name):
+        return nn.Identity()
+    cls = lookup(_ATTENTIONS, name, "attention")
+    if pool is not None:
+        kwargs["pool"] = pool
+    return cls(channels, **kwargs)

@@ -1,0 +1,167 @@
+"""Stage 1 of channel attention: global pooling strategies.
+
+Every strategy exposes the statistics it is built from, ``stats(x)`` (B x C x S x 1),
+and the weights that combine them, ``stat_weights()`` (S,); ``forward(x)`` returns the
+combined descriptor (B x C x 1 x 1). Modules that pool once (SE, ECA) call
+``forward``; modules that process each statistic (CBAM's shared MLP, SRM's
+channel-wise fc, SPEM's shared reweight) call ``stats`` and combine with the weights.
+The max/min mixes are from "Mix-Pooling Strategy for Attention Mechanism"
+(arXiv 2208.10322).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.max_min import global_max_min
+from spe_lightning.registry import lookup, register
+
+_POOLS: dict[str, type[GlobalPool]] = {}
+
+
+class GlobalPool(nn.Module):
+    """Base class: a pool is a weighted sum of per-channel spatial statistics."""
+
+    num_stats: int = 1
+
+    def __init__(self, weights: tuple[float, ...] = (1.0,)) -> None:
+        super().__init__()
+        self.register_buffer("_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
+
+    def stats(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def stat_weights(self) -> Tensor:
+        return self._weights
+
+    def forward(self, x: Tensor) -> Tensor:
+        return combine_stats(self.stats(x), self.stat_weights())
+
+
+def combine_stats(stats: Tensor, weights: Tensor) -> Tensor:
+    """Weighted sum over the statistics axis: B x C x S x 1 -> B x C x 1 x 1.
+
+    A single statistic has weight one by definition, so it passes through untouched.
+    """
+    if stats.shape[2] == 1:
+        return stats
+    return (stats * weights.view(1, 1, -1, 1)).sum(2, keepdim=True)
+
+
+@register(_POOLS, "avg")
+class AvgPool(GlobalPool):
+    """Global average pooling, the default of SE and ECA."""
+
+    def stats(self, x: Tensor) -> Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+@register(_POOLS, "max")
+class MaxPool(GlobalPool):
+    """Global max pooling."""
+
+    def stats(self, x: Tensor) -> Tensor:
+        return x.amax((2, 3), keepdim=True)
+
+
+@register(_POOLS, "min")
+class MinPool(GlobalPool):
+    """Global min pooling."""
+
+    def stats(self, x: Tensor) -> Tensor:
+        return x.amin((2, 3), keepdim=True)
+
+
+class _MaxMinPool(GlobalPool):
+    """Mixes of the spatial max and min, computed in one autograd node."""
+
+    num_stats = 2
+
+    def stats(self, x: Tensor) -> Tensor:
+        return global_max_min(x)
+
+
+@register(_POOLS, "maxmin", "fixed_mix")
+class FixedMixPool(_MaxMinPool):
+    """``lam * max + (1 - lam) * min`` with lam given: the paper's phenomenon experiment."""
+
+    def __init__(self, lam: float = 0.5) -> None:
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"maxmin pool lam={lam!r} is outside the allowed range [0, 1]")
+        super().__init__((lam, 1.0 - lam))
+        self.lam = lam
+
+
+@register(_POOLS, "learned", "learned_mix")
+class LearnedMixPool(_MaxMinPool):
+    """SPEM's self-adaptive mix: lam = p0^2 / (p0^2 + p1^2), with p learned per block.
+
+    The squares keep both weights non-negative and summing to one; the regulariser
+    p0^2 + p1^2 (added to the loss by the trainer) keeps p from growing without bound,
+    since lam is invariant to the scale of p.
+    """
+
+    def __init__(self, init: tuple[float, float] = (0.5, 0.5)) -> None:
+        super().__init__((0.5, 0.5))
+        self.p = nn.Parameter(torch.tensor(init, dtype=torch.float32))
+
+    def stat_weights(self) -> Tensor:
+        sq = self.p.float().square()  # float32 even under autocast
+        return sq / sq.sum()
+
+    @property
+    def lam(self) -> Tensor:
+        """Current weight of max pooling (min gets 1 - lam)."""
+        return self.stat_weights()[0]
+
+    def regularization(self) -> Tensor:
+        return self.p.float().square().sum()
+
+
+@register(_POOLS, "avgmax")
+class AvgMaxPool(GlobalPool):
+    """Average and max as two statistics that are summed: CBAM's channel branches."""
+
+    num_stats = 2
+
+    def __init__(self) -> None:
+        super().__init__((1.0, 1.0))
+
+    def stats(self, x: Tensor) -> Tensor:
+        return torch.cat((x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)), dim=2)
+
+
+@register(_POOLS, "meanstd", "style")
+class MeanStdPool(GlobalPool):
+    """SRM's style pooling: channel mean and standard deviation.
+
+    Population std (correction 0) so a 1x1 feature map gives 0, not NaN; the BatchNorm
+    that follows SRM's channel-wise fc absorbs the constant factor against the
+    unbiased estimate.
+    """
+
+    num_stats = 2
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__((1.0, 1.0))
+        self.eps = eps
+
+    def stats(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
+        return torch.cat((mean, (var + self.eps).sqrt()), dim=2).to(x.dtype)
+
+
+def pool_names() -> list[str]:
+    return sorted(_POOLS)
+
+
+def create_pool(name: str | GlobalPool, **kwargs: Any) -> GlobalPool:
+    """Build a pooling strategy by name; an instance passes through unchanged."""
+    if isinstance(name, GlobalPool):
+        if kwargs:
+            raise ValueError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
+        return name
+    return lookup(_POOLS, name, "pool")(**kwargs)

@@ -1,0 +1,63 @@
+"""SPEM: self-adaptive pooling enhanced attention.
+
+Zhong, Wen, Qin, "Mix-Pooling Strategy for Attention Mechanism" (arXiv 2208.10322;
+"SPEM: Self-adaptive Pooling Enhanced Attention Module for Image Recognition", MMM 2023).
+Computed as the authors' reference code does (models/spem.py), per statistic s in
+(max, min) of the learned-mix pool::
+
+    r_s  = w_rew * s + b_rew                       # shared reweight (a, b in the paper)
+    mix  = lam * r_max + (1 - lam) * r_min
+    gate = sigmoid(r_max + r_min) * sigmoid(w_exc * mix + b_exc)
+
+At init (w = 0, b = -1) every gate is sigmoid(-2) * sigmoid(-1) = 0.0321.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.pool import GlobalPool, combine_stats, create_pool
+
+
+class SPEM(nn.Module):
+    """SPEM as in the reference code: one sigmoid on each branch, then their product.
+
+    Any pool may be plugged in: the reweight applies to each of its statistics, the sum
+    branch adds them and the mix branch combines them with the pool's weights.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        pool: str | GlobalPool = "learned",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        shape = (1, channels, 1, 1)
+        self.reweight_weight = nn.Parameter(torch.zeros(shape))
+        self.reweight_bias = nn.Parameter(torch.full(shape, -1.0))
+        self.excite_weight = nn.Parameter(torch.zeros(shape))
+        self.excite_bias = nn.Parameter(torch.full(shape, -1.0))
+
+    def combine_branches(self, summed: Tensor, mixed: Tensor) -> Tensor:
+        return torch.sigmoid(summed) * torch.sigmoid(mixed)
+
+    def gate(self, x: Tensor) -> Tensor:
+        stats = self.pool.stats(x)  # 1. pool: B x C x 2 x 1 (max, min)
+        reweighted = self.reweight_weight * stats + self.reweight_bias  # 2. excite
+        mixed = self.excite_weight * combine_stats(reweighted, self.pool.stat_weights()) + self.excite_bias
+        return self.combine_branches(reweighted.sum(2, keepdim=True), mixed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(x).to(x.dtype)  # 3. recalibrate
+
+
+class SPEMFigure(SPEM):
+    """SPEM as the paper's architecture figure draws it: one sigmoid after the product."""
+
+    def combine_branches(self, summed: Tensor, mixed: Tensor) -> Tensor:
+        return torch.sigmoid(summed * mixed)

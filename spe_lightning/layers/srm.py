@@ -1,0 +1,39 @@
+"""Style-based Recalibration Module (Lee et al., "SRM", arXiv 1903.10829)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.pool import GlobalPool, create_pool
+
+
+class StyleRecalibration(nn.Module):
+    """Style pooling (mean, std), a channel-wise fc over the statistics, BatchNorm, sigmoid.
+
+    The channel-wise fc starts at zero as in the reference code, so every gate starts at
+    sigmoid(0) = 0.5. With a max/min mix pool the fc sees the statistics scaled by the
+    pool's weights, so a learned lam still receives gradient.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        pool: str | GlobalPool = "meanstd",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        num_stats = self.pool.num_stats
+        self.cfc = nn.Conv2d(channels, channels, (num_stats, 1), groups=channels, bias=False)
+        nn.init.zeros_(self.cfc.weight)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def gate(self, x: Tensor) -> Tensor:
+        stats = self.pool.stats(x) * self.pool.stat_weights().view(1, 1, -1, 1)  # 1. pool
+        return torch.sigmoid(self.bn(self.cfc(stats)))  # 2. excite
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(x).to(x.dtype)  # 3. recalibrate

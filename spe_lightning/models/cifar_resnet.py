@@ -1,0 +1,70 @@
+"""CIFAR ResNets (He et al., arXiv 1512.03385 section 4.2) of any depth, built from torchvision's blocks.
+
+A 3x3 stem of 16 channels, three stages of 16/32/64 planes (x4 for bottlenecks) and a
+linear head. Depth is 6n+2 with basic blocks and 9n+2 with bottlenecks (ResNet-164:
+n = 18). Shortcuts are identity, or 1x1 conv + BN where the shape changes, as in the
+code the SPEM paper trains with.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
+
+_BLOCKS: dict[str, tuple[type[BasicBlock | Bottleneck], int]] = {
+    "basic": (BasicBlock, 2),  # conv layers per block
+    "bottleneck": (Bottleneck, 3),
+}
+
+
+def blocks_per_stage(depth: int, block: str) -> int:
+    """n for a depth of (layers per block * 3) n + 2, or a ValueError naming valid depths."""
+    if block not in _BLOCKS:
+        raise ValueError(f"unknown block {block!r}; known blocks: {', '.join(sorted(_BLOCKS))}")
+    per_stage = 3 * _BLOCKS[block][1]
+    if depth < per_stage + 2 or (depth - 2) % per_stage:
+        examples = ", ".join(str(per_stage * n + 2) for n in (1, 2, 3, 6, 18))
+        raise ValueError(
+            f"depth={depth} is impossible for {block} blocks; valid depths are {per_stage}n+2 "
+            f"for n >= 1 ({examples}, ...)"
+        )
+    return (depth - 2) // per_stage
+
+
+def make_stage(
+    block: type[BasicBlock | Bottleneck], inplanes: int, planes: int, num_blocks: int, stride: int
+) -> nn.Sequential:
+    """A stage of torchvision blocks; the first one downsamples and widens the shortcut."""
+    out = planes * block.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        downsample = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
+    layers = [block(inplanes, planes, stride, downsample)]
+    layers += [block(out, planes) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class CifarResNet(nn.Module):
+    """Post-activation ResNet for small images; any input size (global average pooling)."""
+
+    def __init__(self, depth: int = 164, block: str = "bottleneck", num_classes: int = 10, in_chans: int = 3):
+        super().__init__()
+        n = blocks_per_stage(depth, block)
+        block_cls = _BLOCKS[block][0]
+        self.conv1 = conv3x3(in_chans, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = 16
+        for i, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+            self.add_module(f"layer{i}", make_stage(block_cls, inplanes, planes, n, stride))
+            inplanes = planes * block_cls.expansion
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inplanes, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.avgpool(x).flatten(1))

@@ -1,0 +1,71 @@
+"""``create_backbone``: every network with any attention, by name (torchvision-builder style)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from spe_lightning.layers import is_attention
+from spe_lightning.models.attach import attach_attention
+from spe_lightning.models.cifar_resnet import CifarResNet
+from spe_lightning.models.torchvision_resnet import (
+    RESNETS,
+    load_pretrained,
+    pretrained_state_dict,
+    torchvision_resnet,
+)
+from spe_lightning.registry import lookup
+
+log = logging.getLogger(__name__)
+
+
+def _cifar_resnet(num_classes: int, **kwargs: Any) -> nn.Module:
+    return CifarResNet(num_classes=num_classes, **kwargs)
+
+
+_BACKBONES = {"cifar_resnet": _cifar_resnet} | {
+    arch: (lambda num_classes, _arch=arch: torchvision_resnet(_arch, num_classes)) for arch in RESNETS
+}
+
+
+def backbone_names() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    attention: str | None = None,
+    pool: str | None = None,
+    attention_kwargs: dict[str, Any] | None = None,
+    weights: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a backbone, put ``attention`` (with ``pool``) in every residual block, load ``weights``.
+
+    ``weights`` (torchvision ResNets) is a torchvision weights name or a local .pth state
+    dict of the plain network; the attention parameters stay initialised and are logged
+    as missing. Extra keyword arguments go to the backbone (``depth``, ``block``,
+    ``in_chans`` for ``cifar_resnet``).
+    """
+    builder = lookup(_BACKBONES, name, "backbone")
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is not allowed; it must be a positive integer")
+    try:
+        net = builder(num_classes, **kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"backbone {name!r} does not take these arguments: {sorted(kwargs)} ({err})"
+        ) from None
+    if is_attention(attention):
+        attach_attention(net, attention, pool, attention_kwargs)
+    elif pool is not None or attention_kwargs:
+        raise ValueError(f"pool={pool!r} / attention_kwargs given without an attention; choose an attention")
+    if weights is not None:
+        if name == "cifar_resnet":
+            raise ValueError("weights are only available for the torchvision ResNets " + ", ".join(RESNETS))
+        missing, _ = load_pretrained(net, pretrained_state_dict(name, weights))
+        net.pretrained_missing_keys = missing
+    return net

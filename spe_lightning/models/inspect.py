@@ -1,0 +1,50 @@
+"""Read SPEM's learned pooling out of any model, without threading it through forward().
+
+The reference code returns (logits, pooling parameters) from every forward; here the
+trainer asks the model for the regulariser and the callbacks for the lams.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.pool import LearnedMixPool
+
+
+def learned_pools(model: nn.Module) -> list[tuple[str, LearnedMixPool]]:
+    """(block name, pool) for every learned max/min mix, in forward order.
+
+    The block name is the pool's path with the attention plumbing removed
+    (``layer1.0.bn3.attn.pool`` -> ``layer1.0``), so tags read like the architecture.
+    """
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, LearnedMixPool):
+            found.append((_block_name(name), module))
+    return found
+
+
+def _block_name(pool_path: str) -> str:
+    parts = pool_path.split(".")
+    for marker in ("attn", "channel"):
+        if marker in parts:
+            parts = parts[: parts.index(marker)]
+            break
+    if parts and parts[-1].startswith("bn"):
+        parts = parts[:-1]
+    return ".".join(parts) or pool_path
+
+
+def pooling_regularization(model: nn.Module) -> Tensor:
+    """Sum over learned mixes of p0^2 + p1^2: the paper's pooling-parameter loss (alpha not applied)."""
+    terms = [pool.regularization() for _, pool in learned_pools(model)]
+    if not terms:
+        param = next(model.parameters(), None)
+        return torch.zeros((), device=param.device if param is not None else None)
+    return torch.stack(terms).sum()
+
+
+def pooling_lambdas(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """(block name, current lam) for every learned mix; lam weighs max, 1 - lam weighs min."""
+    return [(name, pool.lam.detach()) for name, pool in learned_pools(model)]

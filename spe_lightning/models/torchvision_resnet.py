@@ -1,0 +1,69 @@
+"""torchvision's ImageNet ResNets with attention in every block, optionally from torchvision weights."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from spe_lightning.models.attach import NormAttention
+
+log = logging.getLogger(__name__)
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
+    """A torchvision weights name ("DEFAULT", "IMAGENET1K_V2", ...) or a local state-dict file.
+
+    Local files load with ``weights_only=True``: no code in them is executed.
+    """
+    path = Path(weights).expanduser()
+    if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("state_dict", state)
+    enum = tvm.get_model_weights(arch)
+    try:
+        return enum[weights].get_state_dict(progress=True)
+    except KeyError:
+        known = ", ".join(["DEFAULT", *enum.__members__])
+        raise ValueError(f"unknown weights {weights!r} for {arch}; known: {known}, or a .pth file") from None
+    except OSError as err:  # no network: say what to do instead
+        raise RuntimeError(
+            f"could not download {arch} weights {weights!r} ({err}); download them elsewhere "
+            "and pass the .pth file path as weights"
+        ) from None
+
+
+def load_pretrained(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """Load a plain-backbone state dict into a network with attention.
+
+    Keys of wrapped norms are renamed into the wrapper, a head of another size is left
+    initialised. Returns (missing, skipped): the parameters that stay initialised (the
+    attention's, and the head's if skipped) and the checkpoint keys not used.
+    """
+    own = net.state_dict()
+    wrapped = {name for name, m in net.named_modules() if isinstance(m, NormAttention)}
+    renamed, skipped = {}, []
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        target = f"{owner}.norm.{leaf}" if owner in wrapped else key
+        if target in own and own[target].shape == value.shape:
+            renamed[target] = value
+        else:
+            skipped.append(key)
+    missing = sorted(set(own) - set(renamed))
+    net.load_state_dict(renamed, strict=False)
+    log.info("loaded %d tensors; %d stay initialised: %s", len(renamed), len(missing), missing)
+    if skipped:
+        log.info("checkpoint keys not used (absent or of another shape): %s", skipped)
+    return missing, skipped
+
+
+def torchvision_resnet(arch: str, num_classes: int = 1000) -> nn.Module:
+    """The plain torchvision network; attention and weights are added by the factory."""
+    return tvm.get_model(arch, weights=None, num_classes=num_classes)
