@@ -1,0 +1,182 @@
+"""Shared LightningDataModule: loaders, seeded validation split and predict-from-files.
+
+Subclasses only say how to read the raw train/test splits (``_load_split``) and which transforms to use;
+everything a Trainer touches (``setup``, the four dataloaders) lives here so the modules behave alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, random_split
+from torchvision.transforms import v2
+
+from spe_lightning.data.predict import ImageFileDataset
+
+Split = Literal["train", "val", "test"]
+
+
+class TransformedSubset(Dataset):
+    """``(sample, target)`` pairs of ``dataset`` (optionally restricted to ``indices``) with ``transform``.
+
+    Lets the train and validation parts of one split share the decoded data while getting different
+    transforms (augmentation on train only).
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable, indices: Sequence[int] | None = None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        sample, target = self.dataset[self.indices[index]]
+        return self.transform(sample), target
+
+
+def to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
+    """Transforms turning a PIL image (or uint8 tensor) into a normalised float tensor."""
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+
+
+def _check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+class ImageDataModule(LightningDataModule, ABC):
+    """Base of the image-classification datamodules.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: batch size of the validation, test and predict loaders.
+        num_workers: DataLoader worker processes (kept alive between epochs when > 0).
+        val_split: fraction of the training split held out for validation with a seeded ``random_split``;
+            0 validates on the test split, as the reference recipe does.
+        seed: seed of the validation split.
+        pin_memory: pin host memory in the loaders (useful with a GPU).
+        predict_path: image file or folder of images to predict; ``None`` predicts the test split.
+
+    Subclasses set ``num_classes``, ``image_size``, ``train_transform``, ``eval_transform`` and
+    ``predict_transform`` (all available right after ``__init__``, so LightningCLI can link them) and
+    implement ``_load_split``.
+
+    Batches are ``(images, targets)``; predict batches from ``predict_path`` are ``(images, paths)`` with
+    ``paths`` a sequence of absolute file-path strings, and ``(images, targets)`` from the test split
+    otherwise.
+    """
+
+    num_classes: int
+    image_size: int
+    in_chans: int = 3
+    predict_channels: int = 3
+    """Channels a predict image must have (PIL bands): 3 for RGB datasets, 1 for grayscale ones."""
+    val_source: Split = "test"
+    """Split that validates when ``val_split`` is 0: the test split unless a dataset has its own val split."""
+    train_transform: Callable
+    eval_transform: Callable
+    predict_transform: Callable
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 100,
+        num_workers: int = 2,
+        val_split: float = 0.0,
+        seed: int = 42,
+        pin_memory: bool = False,
+        predict_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive("batch_size", batch_size)
+        _check_positive("eval_batch_size", eval_batch_size)
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if not 0.0 <= val_split < 1.0:
+            raise ValueError(f"val_split must be in [0, 1), got {val_split}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.val_split = val_split
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.predict_path = predict_path
+        self.classes: list[str] | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+        self.predict_set: Dataset | None = None
+        self._sources: dict[str, Dataset] = {}
+
+    @abstractmethod
+    def _load_split(self, split: Split) -> Dataset:
+        """Untransformed ``(sample, target)`` dataset of a split (``"val"`` only where ``val_source`` is)."""
+
+    def _source(self, split: Split) -> Dataset:
+        if split not in self._sources:
+            self._sources[split] = self._load_split(split)
+        return self._sources[split]
+
+    def split_indices(self, n: int) -> tuple[list[int], list[int]]:
+        """Seeded (train, val) indices over ``range(n)`` for ``val_split``; same seed, same split."""
+        n_val = round(self.val_split * n)
+        if not 0 < n_val < n:
+            raise ValueError(
+                f"val_split={self.val_split} puts {n_val} of {n} training samples in validation; "
+                "choose a fraction that leaves at least one sample on each side"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        train, val = random_split(range(n), [n - n_val, n_val], generator=generator)
+        return list(train), list(val)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets ``stage`` needs (all of them for ``None``); repeated calls reuse them."""
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            train = self._source("train")
+            if self.val_split:
+                train_idx, val_idx = self.split_indices(len(train))
+                self.train_set = TransformedSubset(train, self.train_transform, train_idx)
+                self.val_set = TransformedSubset(train, self.eval_transform, val_idx)
+            else:
+                self.train_set = TransformedSubset(train, self.train_transform)
+                self.val_set = TransformedSubset(self._source(self.val_source), self.eval_transform)
+        if stage in (None, "test") and self.test_set is None:
+            self.test_set = TransformedSubset(self._source("test"), self.eval_transform)
+        if stage in (None, "predict") and self.predict_set is None:
+            if self.predict_path is None:
+                self.predict_set = TransformedSubset(self._source("test"), self.eval_transform)
+            else:
+                self.predict_set = ImageFileDataset(
+                    self.predict_path, self.predict_transform, channels=self.predict_channels
+                )
+
+    def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before {name}_dataloader()")
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, "test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set, "predict", self.eval_batch_size, shuffle=False)

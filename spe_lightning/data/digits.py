@@ -1,0 +1,88 @@
+"""scikit-learn's 8x8 handwritten digits: the offline dataset (ships with scikit-learn, no download)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import Dataset, Subset, TensorDataset, random_split
+from torchvision.transforms import v2
+
+from spe_lightning.data.base import ImageDataModule, Split
+
+# Pixel statistics of all 1797 images scaled to [0, 1] (fixed, like the CIFAR constants).
+DIGITS_MEAN = (0.3053,)
+DIGITS_STD = (0.3761,)
+
+
+class DigitsDataModule(ImageDataModule):
+    """1797 grayscale digits (10 classes), upsampled so that CIFAR ResNets accept them.
+
+    Images are scaled to [0, 1] (ink bright, background 0), resized to ``image_size`` once in ``setup``,
+    normalised and replicated to ``in_chans`` channels on the fly. A seeded ``test_split`` fraction is the
+    test split; ``val_split`` of the rest validates, so train, val and test are disjoint (default about
+    72/13/15 %). Train augmentation is a zero-padded RandomCrop (no flip: flipped digits are other shapes).
+
+    Args:
+        image_size: side of the square network input (e.g. 16 or 32).
+        in_chans: channels of the network input, 3 (replicated gray) or 1.
+        test_split: fraction of the data held out as test split with ``seed``.
+        batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path: as in
+            :class:`ImageDataModule`; ``num_workers`` defaults to 0 because the data is a small in-memory
+            tensor and worker start-up would cost more than it saves.
+
+    Predict images must be single-channel (PIL mode ``L``, bright ink on dark background) of any size;
+    they are resized to ``image_size`` the same way as the data.
+    """
+
+    num_classes = 10
+    predict_channels = 1
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        in_chans: int = 3,
+        test_split: float = 0.15,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        val_split: float = 0.15,
+        seed: int = 42,
+        pin_memory: bool = False,
+        predict_path: str | None = None,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path)
+        if image_size < 8:
+            raise ValueError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+        if not 0.0 < test_split < 1.0:
+            raise ValueError(f"test_split must be in (0, 1), got {test_split}")
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.test_split = test_split
+        self.classes = [str(digit) for digit in range(10)]
+        self._resize = v2.Resize([image_size, image_size], antialias=True)
+        # Grayscale(num_output_channels=3) on a 1-channel image replicates it
+        finish = [v2.Normalize(DIGITS_MEAN, DIGITS_STD), v2.Grayscale(num_output_channels=in_chans)]
+        self.train_transform = v2.Compose([v2.RandomCrop(image_size, padding=image_size // 8), *finish])
+        self.eval_transform = v2.Compose(finish)
+        self.predict_transform = v2.Compose(
+            [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), self._resize, *finish]
+        )
+
+    @cached_property
+    def _digits(self) -> tuple[TensorDataset, list[int], list[int]]:
+        """All images (N, 1, S, S) in [0, 1] with labels, and the seeded (train+val, test) indices."""
+        digits = load_digits()
+        images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        data = TensorDataset(self._resize(images), torch.as_tensor(digits.target, dtype=torch.long))
+        n_test = round(self.test_split * len(data))
+        generator = torch.Generator().manual_seed(self.seed)
+        rest, test = random_split(range(len(data)), [len(data) - n_test, n_test], generator)
+        return data, list(rest), list(test)
+
+    def _load_split(self, split: Split) -> Dataset:
+        data, rest, test = self._digits
+        return Subset(data, rest if split == "train" else test)
