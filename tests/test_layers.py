@@ -221,3 +221,18 @@ def test_se_gate_on_fixed_mix_equals_gate_on_mixed_statistic():
     z = 0.3 * x.amax((2, 3), keepdim=True) + 0.7 * x.amin((2, 3), keepdim=True)
     torch.testing.assert_close(se.gate(x), torch.sigmoid(se.fc2(torch.relu(se.fc1(z)))))
     assert math.isclose(se.pool.stat_weights().sum().item(), 1.0)
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (24, 40)])
+def test_two_stage_index_search_on_large_maps_matches_flat_argmax(hw):
+    x = torch.randn(2, 3, *hw)
+    x[0, 0] = 1.0  # ties: the first occurrence wins, as with a flat argmax
+    x[1, 2, 5:, :] = 7.0
+    xg = x.clone().requires_grad_()
+    g = torch.randn(2, 3, 2, 1)
+    global_max_min(xg).backward(g)
+    flat = x.flatten(2)
+    expected = torch.zeros_like(flat)
+    expected.scatter_(2, flat.argmax(2, keepdim=True), g[:, :, :1, 0])
+    expected.scatter_add_(2, flat.argmin(2, keepdim=True), g[:, :, 1:, 0])
+    torch.testing.assert_close(xg.grad, expected.view_as(x))
