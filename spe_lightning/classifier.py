@@ -1,0 +1,157 @@
+"""``ImageClassifier``: trains any ``create_backbone`` network with the SPEM paper's loss and metrics.
+
+The LightningModule only holds primitive hyperparameters (saved with ``save_hyperparameters`` so
+``--ckpt_path`` and ``load_from_checkpoint`` rebuild the network); the network itself comes from the
+model library. The loss is the paper's: cross entropy + ``pool_alpha`` * the pooling-parameter
+regulariser of every learned max/min mix (zero when the model has none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor
+from torch.optim import SGD
+from torch.optim.lr_scheduler import MultiStepLR
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from spe_lightning.models import create_backbone, pooling_regularization
+
+# The reference CIFAR recipe; the CLI uses the same values as its optimizer / lr_scheduler defaults.
+PAPER_SGD: dict[str, Any] = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
+PAPER_MULTISTEP: dict[str, Any] = {"milestones": [81, 122], "gamma": 0.1}
+
+
+def _accuracy_metrics(num_classes: int, stage: str) -> MetricCollection:
+    """Top-1 and top-k (k = min(5, classes)) accuracy over all samples (micro average, as papers report)."""
+    top_k = min(5, num_classes)
+    return MetricCollection(
+        {
+            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc5": MulticlassAccuracy(num_classes, top_k=top_k, average="micro"),
+        },
+        prefix=f"{stage}/",
+    )
+
+
+class ImageClassifier(LightningModule):
+    """Image classification with a named backbone and a named attention module in every residual block.
+
+    Args:
+        backbone: ``create_backbone`` name (``cifar_resnet``, ``resnet50``, ...).
+        num_classes: output classes; linked from the datamodule by the CLI.
+        attention: attention name (``none``/None, ``se``, ``eca``, ``cbam``, ``srm``, ``spem``, ...).
+        pool: pooling stage of the attention (``avg``, ``max``, ``min``, ``maxmin``, ``learned``, ...);
+            None keeps the module's own.
+        in_chans: input channels; linked from the datamodule by the CLI. Passed to the backbone only
+            when it is not 3, since the torchvision ResNets are RGB-only.
+        backbone_kwargs: extra backbone arguments (``depth``, ``block``, ``weights``, ...).
+        attention_kwargs: extra attention arguments (``rd_ratio``, ``lam`` of a fixed mix, ...).
+        pool_alpha: weight of the pooling-parameter regulariser (the paper's alpha, 0.1).
+        label_smoothing: cross-entropy label smoothing.
+
+    The optimiser is the paper's SGD + MultiStepLR unless the CLI's ``optimizer`` / ``lr_scheduler``
+    groups configure another one.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "cifar_resnet",
+        num_classes: int = 10,
+        attention: str | None = "spem",
+        pool: str | None = None,
+        in_chans: int = 3,
+        backbone_kwargs: dict[str, Any] | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        pool_alpha: float = 0.1,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if pool_alpha < 0:
+            raise ValueError(f"pool_alpha={pool_alpha} is not allowed; it must be >= 0")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing} is not allowed; it must be in [0, 1)")
+        self.save_hyperparameters()
+        kwargs = dict(backbone_kwargs or {})
+        if in_chans != 3:
+            kwargs["in_chans"] = in_chans
+        self.net = create_backbone(
+            backbone,
+            num_classes=num_classes,
+            attention=attention,
+            pool=pool,
+            attention_kwargs=attention_kwargs,
+            **kwargs,
+        )
+        self.train_metrics = _accuracy_metrics(num_classes, "train")
+        self.val_metrics = _accuracy_metrics(num_classes, "val")
+        self.test_metrics = _accuracy_metrics(num_classes, "test")
+        # Best-epoch validation top-1, the number the paper reports. Persistent so that a resumed run
+        # keeps the best score of the epochs before the interruption.
+        self.val_acc1_best = MaxMetric()
+        self.val_acc1_best.persistent(True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def losses(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """Classification loss, raw pooling regulariser and their total (``loss_cls + alpha * loss_pool``)."""
+        loss_cls = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+        loss_pool = pooling_regularization(self.net)
+        return {
+            "loss": loss_cls + self.hparams.pool_alpha * loss_pool,
+            "loss_cls": loss_cls,
+            "loss_pool": loss_pool,
+        }
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, target = batch
+        logits = self(x)
+        losses = self.losses(logits, target)
+        # sync_dist makes the epoch means global under DDP (three scalars: cheap next to the gradients).
+        self.log_dict(
+            {f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True, sync_dist=True
+        )
+        self.train_metrics.update(logits, target)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return losses["loss"]
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metrics: MetricCollection) -> None:
+        x, target = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, target)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True)
+        metrics.update(logits, target)
+        self.log_dict(metrics, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def on_train_start(self) -> None:
+        # A fresh fit starts a fresh best; a resumed one keeps the restored value.
+        if self.trainer.ckpt_path is None:
+            self.val_acc1_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        # Best over the epochs of a fit: neither the sanity check nor a standalone `validate` counts.
+        if self.trainer.sanity_checking or self.trainer.state.fn != TrainerFn.FITTING:
+            return
+        self.val_acc1_best.update(self.val_metrics["acc1"].compute())
+        self.log("val/acc1_best", self.val_acc1_best.compute(), sync_dist=True, prog_bar=True)
+
+    def predict_step(self, batch: Tensor | tuple[Tensor, Any], batch_idx: int) -> Tensor:
+        """Class probabilities; batches are images alone or ``(images, targets or paths)``."""
+        x = batch if isinstance(batch, Tensor) else batch[0]
+        return self(x).softmax(dim=-1)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The paper's recipe, used outside the CLI (the CLI's optimizer groups replace it)."""
+        optimizer = SGD(self.parameters(), **PAPER_SGD)
+        return {"optimizer": optimizer, "lr_scheduler": MultiStepLR(optimizer, **PAPER_MULTISTEP)}
