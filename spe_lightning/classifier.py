@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from spe_lightning.accelerate import CompileOption, compile_kwargs, prepare_network, to_memory_format
 from spe_lightning.models import create_backbone, pooling_regularization
 
 # The reference CIFAR recipe; the CLI uses the same values as its optimizer / lr_scheduler defaults.
@@ -53,6 +54,10 @@ class ImageClassifier(LightningModule):
         attention_kwargs: extra attention arguments (``rd_ratio``, ``lam`` of a fixed mix, ...).
         pool_alpha: weight of the pooling-parameter regulariser (the paper's alpha, 0.1).
         label_smoothing: cross-entropy label smoothing.
+        channels_last: run the network and its inputs in channels_last memory format.
+        compile: ``torch.compile`` the network (True, or a dict of torch.compile options such as
+            ``{mode: max-autotune}``). Both speed options are applied in ``configure_model`` and leave
+            checkpoints unchanged (see :mod:`spe_lightning.accelerate`).
 
     The optimiser is the paper's SGD + MultiStepLR unless the CLI's ``optimizer`` / ``lr_scheduler``
     groups configure another one.
@@ -69,12 +74,15 @@ class ImageClassifier(LightningModule):
         attention_kwargs: dict[str, Any] | None = None,
         pool_alpha: float = 0.1,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: CompileOption = False,
     ) -> None:
         super().__init__()
         if pool_alpha < 0:
             raise ValueError(f"pool_alpha={pool_alpha} is not allowed; it must be >= 0")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={label_smoothing} is not allowed; it must be in [0, 1)")
+        compile_kwargs(compile)  # a bad option fails here, not when the Trainer starts
         self.save_hyperparameters()
         kwargs = dict(backbone_kwargs or {})
         if in_chans != 3:
@@ -94,9 +102,16 @@ class ImageClassifier(LightningModule):
         # keeps the best score of the epochs before the interruption.
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)
+        self._net_prepared = False
+
+    def configure_model(self) -> None:
+        """Apply the speed options to the network once, before a strategy (DDP) wraps or moves it."""
+        if not self._net_prepared:
+            prepare_network(self.net, self.hparams.channels_last, self.hparams.compile)
+            self._net_prepared = True
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(to_memory_format(x, self.hparams.channels_last))
 
     def losses(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Classification loss, raw pooling regulariser and their total (``loss_cls + alpha * loss_pool``)."""

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, random_split
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, random_split
 from torchvision.transforms import v2
 
 from spe_lightning.data.predict import ImageFileDataset
@@ -156,6 +157,16 @@ class ImageDataModule(LightningDataModule, ABC):
                     self.predict_path, self.predict_transform, channels=self.predict_channels
                 )
 
+    def _eval_sampler(self, dataset: Dataset) -> Sampler | None:
+        """Under DDP, this rank's share of an evaluation set, without padding.
+
+        Lightning's default DistributedSampler pads the last batch with repeated samples so every rank gets
+        the same number; the rank-synced metrics would then count those samples twice. Lightning leaves a
+        DistributedSampler it finds in place, so each sample is evaluated exactly once over all ranks.
+        """
+        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs) if kwargs else None
+
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before {name}_dataloader()")
@@ -163,6 +174,7 @@ class ImageDataModule(LightningDataModule, ABC):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else self._eval_sampler(dataset),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

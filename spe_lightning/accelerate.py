@@ -1,0 +1,63 @@
+"""Model-side speed options: channels_last memory format and ``torch.compile`` of the network.
+
+Both are off by default and leave checkpoints unchanged: the memory format is not stored, and
+``nn.Module.compile`` compiles a module in place, so its state-dict keys stay free of the ``_orig_mod.``
+prefix that wrapping with ``torch.compile(module)`` adds. A checkpoint written with either option loads
+without it and vice versa. Mixed precision is the Trainer's job (``trainer.precision``), not the model's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+CompileOption = bool | dict[str, Any]
+"""``False``, ``True`` (``torch.compile`` defaults) or ``torch.compile`` keyword arguments."""
+
+_COMPILE_KWARGS = sorted(set(inspect.signature(torch.compile).parameters) - {"model"})
+
+
+def compile_kwargs(option: CompileOption) -> dict[str, Any] | None:
+    """Keyword arguments for ``torch.compile`` (None: do not compile); unknown keys raise ValueError."""
+    if option is False or option is None:
+        return None
+    if option is True:
+        return {}
+    if not isinstance(option, dict):
+        raise ValueError(
+            f"compile={option!r} is not allowed; use true, false or a dict of torch.compile options"
+        )
+    unknown = sorted(set(option) - set(_COMPILE_KWARGS))
+    if unknown:
+        raise ValueError(
+            f"compile options {unknown} are not allowed; torch.compile accepts {_COMPILE_KWARGS}"
+        )
+    return dict(option)
+
+
+def prepare_network(net: nn.Module, channels_last: bool = False, compile: CompileOption = False) -> nn.Module:
+    """Convert ``net`` to channels_last and/or compile it, in place; returns ``net``.
+
+    Call it before a strategy wraps the network (DDP builds its gradient buckets from the parameters'
+    strides) and compile the network, not the LightningModule, so Lightning's hooks stay eager. Only
+    convolution weights change format: other 4-D parameters (SPEM's 1 x C x 1 x 1 weights) gain nothing
+    and would get gradients whose strides DDP's buckets do not expect.
+    """
+    kwargs = compile_kwargs(compile)
+    if channels_last:
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(memory_format=torch.channels_last)
+    if kwargs is not None:
+        net.compile(**kwargs)
+    return net
+
+
+def to_memory_format(x: Tensor, channels_last: bool) -> Tensor:
+    """An image batch in the memory format the network expects (other tensors pass through)."""
+    if channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
