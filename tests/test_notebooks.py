@@ -1,0 +1,55 @@
+"""The notebooks run top to bottom on a freshly trained tiny run and write their figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from test_pooling_monitor import fit_tiny_run
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute(name: str) -> nbformat.NotebookNode:
+    """Run a notebook in its own folder (as Jupyter does); a failing cell raises CellExecutionError."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()
+    return notebook
+
+
+def inline_images(notebook: nbformat.NotebookNode) -> int:
+    outputs = [out for cell in notebook.cells for out in cell.get("outputs", [])]
+    return sum("image/png" in out.get("data", {}) for out in outputs)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("logs")
+    return [fit_tiny_run(root), fit_tiny_run(root, attention="se", pool="learned", epochs=1)]
+
+
+def test_pooling_weights_notebook_writes_its_figures(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPE_RUN_DIR", str(runs[0]))
+    monkeypatch.setenv("SPE_FIG_DIR", str(tmp_path))
+    notebook = execute("pooling_weights.ipynb")
+    for name in ("lam_over_steps.png", "lam_vs_depth.png", "training_curves.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    assert inline_images(notebook) == 3
+
+
+def test_compare_runs_notebook_writes_its_figures(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPE_RUN_DIRS", os.pathsep.join(str(run) for run in runs))
+    monkeypatch.setenv("SPE_FIG_DIR", str(tmp_path))
+    notebook = execute("compare_runs.ipynb")
+    for name in ("compare_curves.png", "compare_final_lam.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    assert inline_images(notebook) == 2
+    table = next(out for out in notebook.cells[2].outputs if "text/markdown" in out.get("data", {}))
+    assert "spem/default (version_0)" in table["data"]["text/markdown"]
+    assert "se/learned (version_0)" in table["data"]["text/markdown"]
