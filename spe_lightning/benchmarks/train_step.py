@@ -2,6 +2,9 @@
 
     python -m spe_lightning.benchmarks.train_step --depth 164 --batch_size 64 --rounds 5
 
+``spem@autograd`` is SPEM whose max/min pooling is plain ``amax``/``amin`` with autograd's
+backward, the straightforward implementation, timed in the same run for comparison.
+
 Configurations are timed round-robin (one step of each in turn, repeated), so drift of
 a shared machine hits every configuration alike. The fastest step of each is reported:
 interference from other processes only ever adds time, so the minimum is the most
@@ -17,7 +20,26 @@ import torch
 from jsonargparse import CLI
 from torch import nn
 
+from spe_lightning.layers import LearnedMixPool
 from spe_lightning.models import create_backbone, pooling_regularization
+
+NAIVE_SUFFIX = "@autograd"
+
+
+def _naive_max_min(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)), dim=2)
+
+
+def build(attention: str, depth: int, block: str) -> nn.Module:
+    """The benchmarked network; ``<name>@autograd`` swaps in autograd's max/min pooling."""
+    net = create_backbone(
+        "cifar_resnet", 10, depth=depth, block=block, attention=attention.removesuffix(NAIVE_SUFFIX)
+    )
+    if attention.endswith(NAIVE_SUFFIX):
+        for pool in net.modules():
+            if isinstance(pool, LearnedMixPool):
+                pool.stats = _naive_max_min
+    return net.train()
 
 
 def _step_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -33,7 +55,7 @@ def _step_fn(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 def main(
-    attentions: list[str] = ["none", "se", "spem"],  # noqa: B006  (jsonargparse reads the default)
+    attentions: list[str] = ["none", "se", "spem", "spem@autograd"],  # noqa: B006  (jsonargparse reads the default)
     depth: int = 164,
     block: str = "bottleneck",
     batch_size: int = 64,
@@ -51,8 +73,7 @@ def main(
     y = torch.randint(0, 10, (batch_size,))
     steps = {}
     for name in attentions:
-        net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=name).train()
-        steps[name] = _step_fn(net, x, y)
+        steps[name] = _step_fn(build(name, depth, block), x, y)
     times: dict[str, list[float]] = {name: [] for name in attentions}
     for i in range(warmup + rounds):
         for name, step in steps.items():
