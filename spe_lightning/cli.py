@@ -21,8 +21,11 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
+from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, RandomState, StepCheckpoint
+from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.classifier import PAPER_MULTISTEP, PAPER_SGD, ImageClassifier
+from spe_lightning.guard import check_checkpoint_file, checked_run, one_line_errors
 
 # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
 # same recipe, for use outside the CLI) is replaced on purpose, so Lightning's notice is noise.
@@ -52,6 +55,9 @@ class SPECLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
+        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
+        parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
         parser.set_defaults(
             {
                 "optimizer": {"class_path": "torch.optim.SGD", "init_args": PAPER_SGD},
@@ -114,6 +120,16 @@ class SPECLI(LightningCLI):
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(2)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, then check a ``ckpt_path`` file before LightningCLI reads hyperparameters from it."""
+        super().parse_arguments(parser, args)
+        check_checkpoint_file(self.config)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Check outputs and checkpoint first; a run failing before it trains leaves no trace in its logs."""
+        with checked_run(self.trainer, self.model, subcommand, self.config_init[subcommand]):
+            super()._run_subcommand(subcommand)
+
     def after_fit(self) -> None:
         """Print the best validation top-1 (the paper's metric) and where its checkpoint is."""
         if not self.trainer.is_global_zero:
@@ -132,17 +148,20 @@ class SPECLI(LightningCLI):
 
 def cli_main(args: ArgsType = None) -> SPECLI:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
-    return SPECLI(
-        ImageClassifier,
-        LightningDataModule,
-        subclass_mode_data=True,
-        parser_class=SPEArgumentParser,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "runs", "name": "default"},
+    with one_line_errors(_debug()):
+        return SPECLI(
+            ImageClassifier,
+            LightningDataModule,
+            subclass_mode_data=True,
+            parser_class=SPEArgumentParser,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={
+                "plugins": {"class_path": "spe_lightning.checkpoint_io.SafeCheckpointIO"},
+                "callbacks": [RandomState()],
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
+                },
             },
-        },
-        args=args,
-    )
+            args=args,
+        )

@@ -25,6 +25,7 @@ from spe_lightning.data import (
 )
 from spe_lightning.data.cifar import CIFAR_MEAN, CIFAR_STD
 from spe_lightning.data.digits import DIGITS_MEAN, DIGITS_STD
+from spe_lightning.data.resumable import ResumableDataLoader, ResumableSampler
 
 
 def normalized(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -187,7 +188,7 @@ def test_loader_settings(cifar10: FakeCIFAR) -> None:
     assert (train.batch_size, val.batch_size) == (16, 5)
     assert train.persistent_workers and train.pin_memory and train.num_workers == 2
     assert not train.drop_last and not val.drop_last
-    assert isinstance(train.sampler, torch.utils.data.RandomSampler)
+    assert isinstance(train, ResumableDataLoader) and isinstance(train.sampler, ResumableSampler)
     assert isinstance(val.sampler, torch.utils.data.SequentialSampler)
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, random_split
 from torchvision.transforms import v2
 
 from spe_lightning.data.predict import ImageFileDataset
+from spe_lightning.data.resumable import ResumableDataLoader
 
 Split = Literal["train", "val", "test"]
 
@@ -170,16 +171,16 @@ class ImageDataModule(LightningDataModule, ABC):
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before {name}_dataloader()")
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else self._eval_sampler(dataset),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
+        kwargs = {
+            "batch_size": batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+            "drop_last": False,
+        }
+        if shuffle:  # keeps its place in the epoch in checkpoints: exact mid-epoch resume
+            return ResumableDataLoader(dataset, **kwargs)
+        return DataLoader(dataset, sampler=self._eval_sampler(dataset), **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, "train", self.batch_size, shuffle=True)
