@@ -125,13 +125,15 @@ def test_every_attention_and_pool_in_the_cifar_resnet(attention, pool):
             assert _forward_backward(net, torch.randn(2, 3, 12, 12), bf16).shape == (2, 5)
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+@pytest.mark.parametrize(
+    ("backbone", "pool"), [("resnet18", pool) for pool in pool_names()] + [("resnet50", None)]
+)
 @pytest.mark.parametrize("attention", ATTENTIONS)
-def test_every_attention_in_the_torchvision_resnets(backbone, attention):
+def test_every_attention_in_the_torchvision_resnets(backbone, pool, attention):
     # batch 4 at 32x32: BatchNorm over 2 values per channel of a 1x1 map is degenerate in bf16, with or
     # without attention
     torch.manual_seed(0)
-    net = create_backbone(backbone, 7, attention=attention)
+    net = create_backbone(backbone, 7, attention=attention, pool=pool)
     for bf16 in (False, True):
         net.zero_grad()
         assert _forward_backward(net, torch.randn(4, 3, 32, 32), bf16).shape == (4, 7)
