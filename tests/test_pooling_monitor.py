@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import DEFAULT_SIZE_GUIDANCE, EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -34,6 +34,7 @@ def fit_tiny_run(
     default_hp_metric: bool = False,
     ckpt_path: str | None = None,
     monitor: PoolingMonitor | None = None,
+    before: tuple[Callback, ...] = (),
     **trainer_kwargs: Any,
 ) -> Path:
     """Train a depth-14 CIFAR ResNet on 8x8 digits for a few steps (4 per epoch, lam every 3); the run dir.
@@ -60,7 +61,7 @@ def fit_tiny_run(
         limit_val_batches=2,
         log_every_n_steps=3,
         logger=logger,
-        callbacks=[monitor or PoolingMonitor(), ModelCheckpoint(save_last=True)],
+        callbacks=[*before, monitor or PoolingMonitor(), ModelCheckpoint(save_last=True)],
         enable_progress_bar=False,
         enable_model_summary=False,
         **trainer_kwargs,
@@ -210,3 +211,19 @@ def test_two_process_ddp_writes_one_event_file_from_rank_zero(tmp_path):
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PoolingMonitor(**kwargs)
+
+
+class _PoisonFirstSpem(Callback):
+    """Makes the first SPEM block's excitation bias NaN, as a diverged run would (loss guard off)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        spem = next(m for m in pl_module.modules() if isinstance(m, SPEM))
+        spem.excite_bias.data.fill_(float("nan"))
+
+
+def test_non_finite_parameters_do_not_stop_the_monitor(tmp_path):
+    run = fit_tiny_run(tmp_path, epochs=1, before=(_PoisonFirstSpem(),))
+    events = read_events(run)
+    assert (run / "checkpoints" / "last.ckpt").is_file()  # the run finished
+    assert "spem_excite_bias/layer1/0" not in tags_with_prefix(events, "histograms", "spem_excite_bias/")
+    assert "lam/layer1/0" in tags_with_prefix(events, "scalars", "lam/")

@@ -212,7 +212,9 @@ class PoolingMonitor(Callback):
         )
         for logger in tensorboards:
             for tag, values in host.items():
-                logger.experiment.add_histogram(tag, values.numpy(), step, max_bins=HISTOGRAM_BINS)
+                finite = values[torch.isfinite(values)]  # a diverged run (loss guard off) keeps logging
+                if finite.numel():
+                    logger.experiment.add_histogram(tag, finite.numpy(), step, max_bins=HISTOGRAM_BINS)
             if figure is not None:
                 logger.experiment.add_figure(f"{LAM}/overview", figure, step, close=False)
 
