@@ -9,7 +9,6 @@ checkpoint, a learning-rate monitor and a CSV prediction writer. Every default i
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -105,10 +104,11 @@ class SPECLI(LightningCLI):
             init.version = max(versions)
 
     def instantiate_classes(self) -> None:
-        """Turn a bad value found while building the model, data or trainer into a one-line error (exit 2).
+        """Re-raise a bad value found while building the model, data or trainer as the error that names it.
 
         jsonargparse wraps errors of subclass arguments (the datamodule) in a summary of every type it
-        tried; the innermost error is the one that names the value.
+        tried; the innermost error is the one that names the value. ``one_line_errors`` (around the
+        whole CLI in ``cli_main``) prints it as one line and exits 2.
         """
         try:
             super().instantiate_classes()
@@ -117,8 +117,7 @@ class SPECLI(LightningCLI):
                 raise
             while isinstance(err.__cause__, (ValueError, FileNotFoundError)):
                 err = err.__cause__
-            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-            sys.exit(2)
+            raise err from None
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, then check a ``ckpt_path`` file before LightningCLI reads hyperparameters from it."""
