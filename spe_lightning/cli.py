@@ -8,6 +8,7 @@ checkpoint, a learning-rate monitor and a CSV prediction writer. Every default i
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -25,10 +26,19 @@ from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.classifier import PAPER_MULTISTEP, PAPER_SGD, ImageClassifier
 from spe_lightning.guard import check_checkpoint_file, checked_run, one_line_errors
+from spe_lightning.kernels import kernel_mode
 
 # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
 # same recipe, for use outside the CLI) is replaced on purpose, so Lightning's notice is noise.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
+
+
+def _show_kernel_build() -> None:
+    """Let the one-time build of the CPU kernel (a pause of ~15 s at the first step) say so."""
+    log = logging.getLogger("spe_lightning.kernels")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
 
 
 def _debug() -> bool:
@@ -148,6 +158,8 @@ class SPECLI(LightningCLI):
 def cli_main(args: ArgsType = None) -> SPECLI:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
     with one_line_errors(_debug()):
+        kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
+        _show_kernel_build()
         return SPECLI(
             ImageClassifier,
             LightningDataModule,

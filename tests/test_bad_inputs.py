@@ -27,6 +27,7 @@ class Case:
     """Fragment of the one error line; ``{tmp}`` is the test's folder."""
     fixture: str | None = None
     subcommand: str = "fit"
+    env: dict[str, str] | None = None
 
 
 CASES = {
@@ -90,6 +91,11 @@ CASES = {
         "image {tmp}/rgb.png has 3 channel(s) (PIL mode RGB), expected 1 (L)",
         subcommand="predict",
     ),
+    "bad CPU kernel switch": Case(
+        [],
+        "SPE_LIGHTNING_CPU_KERNEL='fast' is not allowed; use one of auto, 1, 0",
+        env={"SPE_LIGHTNING_CPU_KERNEL": "fast"},
+    ),
     "output folder not writable": Case(
         ["--trainer.logger.init_args.save_dir={tmp}/a_file/runs"],
         "output folder {tmp}/a_file/runs/default/version_0 cannot be written ({tmp}/a_file is a file)",
@@ -138,6 +144,8 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 def test_bad_input_exits_with_one_line_and_leaves_results_alone(name, tmp_path, monkeypatch, capsys, request):
     case = CASES[name]
     monkeypatch.chdir(tmp_path)
+    for key, value in (case.env or {}).items():
+        monkeypatch.setenv(key, value)
     write_inputs(tmp_path)
     if case.fixture is not None:
         cifar = request.getfixturevalue("cifar10")  # a valid fake CIFAR-10 archive in tmp/data

@@ -224,7 +224,7 @@ def test_se_gate_on_fixed_mix_equals_gate_on_mixed_statistic():
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (24, 40)])
-def test_two_stage_index_search_on_large_maps_matches_flat_argmax(hw):
+def test_gradient_goes_to_the_first_extreme_on_large_maps_with_ties(hw):
     x = torch.randn(2, 3, *hw)
     x[0, 0] = 1.0  # ties: the first occurrence wins, as with a flat argmax
     x[1, 2, 5:, :] = 7.0

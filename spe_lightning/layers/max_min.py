@@ -1,16 +1,17 @@
-"""Global max and min pooling in one autograd node with an index-based backward.
+"""Global max and min pooling in one op with an index-based backward.
 
 Autograd's own ``amax``/``amin`` backward compares every element with the result to
 spread the gradient over ties; on CPU that costs ~9x the forward of a whole ResNet
 block's pooling. The reference implementation (AdaptiveMaxPool2d and chained ``min``)
-routes the gradient to a single element per channel instead; we do the same with
-``argmax``/``argmin`` plus one scatter, which is deterministic on every device (one
-index per row, no colliding writes).
+routes the gradient to a single element per channel instead; we do the same: the
+forward finds each channel's max and min together with their first index, and the
+backward scatter-adds into zeros, which is deterministic on every device (at most two
+terms per element).
 
-CPU index reductions (``argmax``) run a scalar loop while value reductions (``amax``)
-are vectorised, so on large maps the index is found in two stages: the vectorised
-extreme of each row, then ``argmax`` over H row extremes and over the W values of the
-winning row. Both stages take the first occurrence, as the flat ``argmax`` does.
+On CPU the forward runs the compiled kernel of :mod:`spe_lightning.kernels` (one
+vectorised pass for both extremes and both indices); elsewhere, or where that kernel is
+disabled, ``torch.max``/``torch.min`` over the flattened map give the same values and
+indices.
 """
 
 from __future__ import annotations
@@ -18,45 +19,64 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_TWO_STAGE_MIN_AREA = 512  # measured: the two-stage search wins from 32x32 maps up
+from spe_lightning.kernels import cpu_max_min
+
+_KERNEL_MAX_COLUMN = 1 << 24  # channels_last positions are counted in float lanes: exact below 2^24
 
 
-def _extreme_index(x: Tensor, largest: bool) -> Tensor:
-    """Flat spatial index (B x C x 1) of the first max (or min) of a contiguous B x C x H x W tensor."""
-    arg = torch.argmax if largest else torch.argmin
+def _is_channels_last(x: Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+# A registered op rather than an autograd.Function: torch.compile treats it as one opaque
+# node (no graph break), and the choice of kernel happens when it runs, not when traced.
+@torch.library.custom_op("spe_lightning::max_min", mutates_args=())
+def max_min_with_indices(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Spatial max and min of a B x C x H x W tensor with their first flat indices.
+
+    Returns ``values`` and ``indices``, each B x C x 2 (max then min); NaN counts as the
+    extreme, as in ``torch.max``.
+    """
     b, c, h, w = x.shape
-    if h * w < _TWO_STAGE_MIN_AREA:
-        return arg(x.view(b, c, h * w), 2, keepdim=True)
-    row = x.amax(3) if largest else x.amin(3)  # B x C x H
-    h_idx = arg(row, 2, keepdim=True)  # B x C x 1
-    line = x.gather(2, h_idx.unsqueeze(3).expand(b, c, 1, w)).view(b, c, w)
-    return h_idx * w + arg(line, 2, keepdim=True)
+    kernel = cpu_max_min() if x.device.type == "cpu" else None
+    if kernel is None:
+        flat = x.flatten(2)
+        top, top_index = flat.max(2)
+        bottom, bottom_index = flat.min(2)
+        return torch.stack((top, bottom), 2), torch.stack((top_index, bottom_index), 2)
+    if _is_channels_last(x) and h * w < _KERNEL_MAX_COLUMN:
+        values, indices = kernel(x.permute(0, 2, 3, 1).reshape(b, h * w, c))  # B x 2 x C
+        return values.transpose(1, 2), indices.transpose(1, 2)
+    values, indices = kernel(x.reshape(b * c, h * w, 1))
+    return values.view(b, c, 2), indices.view(b, c, 2)
 
 
-class _GlobalMaxMin(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return torch.cat((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)), dim=2)
+@max_min_with_indices.register_fake
+def _(x: Tensor) -> tuple[Tensor, Tensor]:
+    b, c = x.shape[:2]
+    return x.new_empty(b, c, 2), x.new_empty(b, c, 2, dtype=torch.long)
 
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        b, c, h, w = x.shape
-        g_max, g_min = grad[:, :, 0, 0], grad[:, :, 1, 0]  # B x C
-        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: B x HW x C
-            grad_rows = torch.zeros_like(rows, dtype=grad.dtype)
-            grad_rows.scatter_(1, rows.argmax(1, keepdim=True), g_max.unsqueeze(1))
-            grad_rows.scatter_add_(1, rows.argmin(1, keepdim=True), g_min.unsqueeze(1))
-            return grad_rows.view(b, h, w, c).permute(0, 3, 1, 2)
-        x = x.contiguous()
-        grad_rows = torch.zeros((b, c, h * w), dtype=grad.dtype, device=x.device)
-        grad_rows.scatter_(2, _extreme_index(x, largest=True), g_max.unsqueeze(2))
-        grad_rows.scatter_add_(2, _extreme_index(x, largest=False), g_min.unsqueeze(2))
-        return grad_rows.view(b, c, h, w)
+
+def _setup_context(ctx, inputs: tuple[Tensor], output: tuple[Tensor, Tensor]) -> None:
+    (x,) = inputs
+    ctx.save_for_backward(output[1])
+    ctx.shape = x.shape
+    ctx.memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+
+
+def _backward(ctx, grad_values: Tensor, _grad_indices: Tensor | None) -> Tensor:
+    (indices,) = ctx.saved_tensors
+    like = {"dtype": grad_values.dtype, "device": grad_values.device, "memory_format": ctx.memory_format}
+    grad_x = torch.empty(ctx.shape, **like).zero_()
+    # Max and min share an index where a channel is constant: the add sums both, and
+    # with at most two terms onto zero the order of the adds cannot change the result.
+    grad_x.view(*ctx.shape[:2], -1).scatter_add_(2, indices, grad_values)  # a view in both formats
+    return grad_x
+
+
+max_min_with_indices.register_autograd(_backward, setup_context=_setup_context)
 
 
 def global_max_min(x: Tensor) -> Tensor:
     """Per-channel spatial max and min of a B x C x H x W tensor, stacked as B x C x 2 x 1."""
-    return _GlobalMaxMin.apply(x)
+    return max_min_with_indices(x)[0].unsqueeze(3)

@@ -61,18 +61,18 @@ class AvgPool(GlobalPool):
 
 @register(_POOLS, "max")
 class MaxPool(GlobalPool):
-    """Global max pooling."""
+    """Global max pooling; like AdaptiveMaxPool2d, the gradient goes to one element per channel."""
 
     def stats(self, x: Tensor) -> Tensor:
-        return x.amax((2, 3), keepdim=True)
+        return global_max_min(x)[:, :, :1]  # the kernel finds both extremes at the cost of one
 
 
 @register(_POOLS, "min")
 class MinPool(GlobalPool):
-    """Global min pooling."""
+    """Global min pooling; the gradient goes to one element per channel."""
 
     def stats(self, x: Tensor) -> Tensor:
-        return x.amin((2, 3), keepdim=True)
+        return global_max_min(x)[:, :, 1:]
 
 
 class _MaxMinPool(GlobalPool):
@@ -118,7 +118,12 @@ class LearnedMixPool(_MaxMinPool):
         return self.stat_weights()[0]
 
     def regularization(self) -> Tensor:
-        return self.p.float().square().sum()
+        return mix_regularization(self.p)
+
+
+def mix_regularization(p: Tensor) -> Tensor:
+    """p0^2 + p1^2, summed over any stack of learned-mix parameters (float32 under autocast)."""
+    return p.float().square().sum()
 
 
 @register(_POOLS, "avgmax")
@@ -131,7 +136,7 @@ class AvgMaxPool(GlobalPool):
         super().__init__((1.0, 1.0))
 
     def stats(self, x: Tensor) -> Tensor:
-        return torch.cat((x.mean((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)), dim=2)
+        return torch.cat((x.mean((2, 3), keepdim=True), global_max_min(x)[:, :, :1]), dim=2)
 
 
 @register(_POOLS, "meanstd", "style")

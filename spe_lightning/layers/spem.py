@@ -48,8 +48,10 @@ class SPEM(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         stats = self.pool.stats(x)  # 1. pool: B x C x 2 x 1 (max, min)
-        reweighted = self.reweight_weight * stats + self.reweight_bias  # 2. excite
-        mixed = self.excite_weight * combine_stats(reweighted, self.pool.stat_weights()) + self.excite_bias
+        # 2. excite; addcmul(b, w, s) = w * s + b in one op (the gate runs once per block per step)
+        reweighted = torch.addcmul(self.reweight_bias, self.reweight_weight, stats)
+        mixed = combine_stats(reweighted, self.pool.stat_weights())
+        mixed = torch.addcmul(self.excite_bias, self.excite_weight, mixed)
         return self.combine_branches(reweighted.sum(2, keepdim=True), mixed)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import LearnedMixPool
+from spe_lightning.layers.pool import LearnedMixPool, mix_regularization
 
 
 def learned_pools(model: nn.Module) -> list[tuple[str, LearnedMixPool]]:
@@ -38,11 +38,11 @@ def _block_name(pool_path: str) -> str:
 
 def pooling_regularization(model: nn.Module) -> Tensor:
     """Sum over learned mixes of p0^2 + p1^2: the paper's pooling-parameter loss (alpha not applied)."""
-    terms = [pool.regularization() for _, pool in learned_pools(model)]
-    if not terms:
+    params = [m.p for m in model.modules() if isinstance(m, LearnedMixPool)]
+    if not params:
         param = next(model.parameters(), None)
         return torch.zeros((), device=param.device if param is not None else None)
-    return torch.stack(terms).sum()
+    return mix_regularization(torch.stack(params))  # one op for all blocks, not three per block
 
 
 def pooling_lambdas(model: nn.Module) -> list[tuple[str, Tensor]]:

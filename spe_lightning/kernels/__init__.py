@@ -1,0 +1,98 @@
+"""Compiled CPU kernels, built on first use with ``torch.utils.cpp_extension``.
+
+PyTorch lacks a vectorised CPU kernel for the first index of a row's max and min, which
+SPEM's backward needs (``argmax`` is a scalar loop there). ``max_min.cpp`` provides one,
+built once per machine type into ``TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``; about 15 s with 2 cores) and reused afterwards.
+
+``SPE_LIGHTNING_CPU_KERNEL`` chooses: ``auto`` (default) builds it and, where no C++
+toolchain is available, warns once and pools with ``torch.max``/``torch.min`` (same
+results, slower backward); ``1`` makes a failed build an error; ``0`` never builds.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+ENV_VAR = "SPE_LIGHTNING_CPU_KERNEL"
+_MODES = ("auto", "1", "0")
+_SOURCE = Path(__file__).with_name("max_min.cpp")
+# The instruction sets PyTorch compiles its own vectorised kernels for (ATen's
+# CPU_CAPABILITY); the capability is part of the extension name so that machines of
+# different types sharing one home directory never load each other's build.
+_CAPABILITY_FLAGS = {
+    "AVX512": [
+        *("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"),
+        "-DCPU_CAPABILITY_AVX512",
+    ],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"],
+}
+
+log = logging.getLogger(__name__)
+
+MaxMinKernel = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def kernel_mode() -> str:
+    mode = os.environ.get(ENV_VAR, "auto").strip().lower()
+    if mode not in _MODES:
+        raise ValueError(f"{ENV_VAR}={mode!r} is not allowed; use one of {', '.join(_MODES)}")
+    return mode
+
+
+def extension_name() -> str:
+    capability = torch.backends.cpu.get_cpu_capability()
+    tag = re.sub(r"[^0-9a-z]+", "_", f"{capability}_torch{torch.__version__}".lower())
+    return f"spe_lightning_max_min_{tag}"
+
+
+def _build() -> MaxMinKernel:
+    from torch.utils.cpp_extension import load
+
+    flags = _CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])
+    log.info("spe_lightning: loading the CPU max/min kernel %s (compiled once per machine)", extension_name())
+    start = time.perf_counter()
+    load(
+        extension_name(),
+        sources=[str(_SOURCE)],
+        extra_cflags=["-O3", "-fopenmp", *flags],
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+    )
+    seconds = time.perf_counter() - start
+    if seconds > 1.0:
+        log.info("spe_lightning: compiled the CPU max/min kernel in %.0f s; later runs reuse it", seconds)
+    return torch.ops.spe_lightning_cpu.max_min
+
+
+@functools.cache
+def cpu_max_min() -> MaxMinKernel | None:
+    """The compiled CPU kernel ``(outer, len, inner) -> (values, indices)``, each
+    ``(outer, 2, inner)`` (max then min, first index of each), or None where disabled."""
+    mode = kernel_mode()
+    if mode == "0":
+        return None
+    try:
+        return _build()
+    except Exception as err:  # a missing compiler or ninja shows up as many exception types
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if mode == "1":
+            raise RuntimeError(f"{ENV_VAR}=1 but the CPU max/min kernel did not build: {reason}") from err
+        warnings.warn(
+            f"spe_lightning: the CPU max/min kernel did not build ({reason}); max/min pooling on CPU "
+            f"uses torch.max/torch.min instead (same results, slower backward). "
+            f"Set {ENV_VAR}=0 to skip the build, or {ENV_VAR}=1 to make this an error.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None

@@ -1,0 +1,195 @@
+"""The compiled CPU max/min kernel: torch.max/torch.min's values and indices, its switch and its builds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from spe_lightning import kernels
+from spe_lightning.kernels import ENV_VAR, cpu_max_min
+from spe_lightning.layers import create_attention
+from spe_lightning.layers.max_min import global_max_min, max_min_with_indices
+
+LENGTHS = [1, 2, 7, 15, 16, 17, 49, 63, 64, 65, 100, 256, 1024]
+"""Around the vector widths (8 floats with AVX2, 16 with AVX512) and the four-vector unroll."""
+
+
+@pytest.fixture
+def kernel():
+    found = cpu_max_min()
+    assert found is not None, "the CPU kernel did not build on this machine"
+    return found
+
+
+@pytest.fixture
+def fresh_switch():
+    """Re-read SPE_LIGHTNING_CPU_KERNEL in the test, and leave the process's choice as it was after."""
+    cpu_max_min.cache_clear()
+    yield
+    cpu_max_min.cache_clear()
+
+
+def reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.max/torch.min over dim 1 of (outer, len, inner), shaped like the kernel's output."""
+    top, top_index = x.max(1)
+    bottom, bottom_index = x.min(1)
+    return torch.stack((top, bottom), 1), torch.stack((top_index, bottom_index), 1)
+
+
+def hard_rows(length: int, inner: int, dtype: torch.dtype) -> torch.Tensor:
+    """Random rows plus the cases that break a naive kernel: ties, constants, NaN and infinities."""
+    x = torch.randn(8, length, inner, generator=torch.Generator().manual_seed(length))
+    x[1] = 0.5  # constant: max and min both at index 0
+    x[2, length // 3] = 9.0
+    x[2, length - 1] = 9.0  # a tie for the max: the first one wins
+    x[3, length // 2] = -9.0
+    x[3, 0] = -9.0
+    x[4, length - 1] = float("nan")  # NaN is the extreme of both, wherever it is
+    x[5, length // 2] = float("inf")
+    x[6, length // 4] = float("-inf")
+    x[7, max(0, length - 2) :] = float("nan")  # two NaNs: the first one's index
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("inner", [1, 3, 37], ids=["rows", "columns", "columns-with-tail"])
+def test_kernel_matches_torch_max_min(kernel, dtype, inner):
+    for length in LENGTHS:
+        x = hard_rows(length, inner, dtype)
+        values, indices = kernel(x)
+        expected_values, expected_indices = reference(x)
+        assert values.dtype == dtype and indices.dtype == torch.long
+        torch.testing.assert_close(values, expected_values, rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(indices, expected_indices), f"length {length}"
+
+
+def test_kernel_reads_non_contiguous_input(kernel):
+    x = torch.randn(6, 50, 4)[:, ::2, 1:2]  # strided in two dims
+    values, indices = kernel(x)
+    expected_values, expected_indices = reference(x)
+    torch.testing.assert_close(values, expected_values, rtol=0, atol=0)
+    assert torch.equal(indices, expected_indices)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.randn(2, 3), "expects \\(outer, len, inner\\) with len > 0"),
+        (torch.randn(2, 0, 3), "expects \\(outer, len, inner\\) with len > 0"),
+        (torch.randint(0, 5, (2, 3, 1)), "not implemented for 'Long'"),
+    ],
+)
+def test_kernel_rejects_what_it_cannot_reduce(kernel, bad, message):
+    with pytest.raises(RuntimeError, match=message):
+        kernel(bad)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_pooling_with_and_without_the_kernel_agree(layout, monkeypatch, fresh_switch):
+    """The kernel and the torch.max/torch.min path give the same values, indices and gradients."""
+    x = torch.randn(3, 20, 7, 9)
+    x[0, 0] = 1.0  # ties everywhere in one channel
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = torch.randn(3, 20, 7, 18)[..., ::2]
+    grad = torch.randn(3, 20, 2, 1)
+    results = []
+    for mode in ("1", "0"):
+        monkeypatch.setenv(ENV_VAR, mode)
+        cpu_max_min.cache_clear()
+        assert (cpu_max_min() is None) == (mode == "0")
+        xg = x.clone().requires_grad_()
+        values, indices = max_min_with_indices(xg)
+        global_max_min(xg).backward(grad)
+        results.append((values.detach(), indices, xg.grad))
+    (v1, i1, g1), (v0, i0, g0) = results
+    assert torch.equal(v1, v0) and torch.equal(i1, i0) and torch.equal(g1, g0)
+    flat = x.flatten(2)
+    assert torch.equal(i1, torch.stack((flat.argmax(2), flat.argmin(2)), 2))
+    if layout == "channels_last":
+        assert g1.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_switch_off_skips_the_build(monkeypatch, fresh_switch):
+    monkeypatch.setenv(ENV_VAR, "0")
+    monkeypatch.setattr(kernels, "_build", lambda: pytest.fail("built although switched off"))
+    assert cpu_max_min() is None
+
+
+def test_failed_build_warns_once_and_pools_with_torch(monkeypatch, fresh_switch):
+    def no_compiler():
+        raise OSError("c++: command not found")
+
+    monkeypatch.setenv(ENV_VAR, "auto")
+    monkeypatch.setattr(kernels, "_build", no_compiler)
+    with pytest.warns(RuntimeWarning, match=r"did not build \(c\+\+: command not found\); .*torch.max"):
+        assert cpu_max_min() is None
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    global_max_min(x).sum().backward()  # pools all the same, without the kernel
+    assert torch.count_nonzero(x.grad.flatten(2), dim=2).eq(2).all()
+
+
+def test_failed_build_is_an_error_when_the_kernel_is_required(monkeypatch, fresh_switch):
+    def no_compiler():
+        raise OSError("c++: command not found")
+
+    monkeypatch.setenv(ENV_VAR, "1")
+    monkeypatch.setattr(kernels, "_build", no_compiler)
+    with pytest.raises(RuntimeError, match=r"CPU_KERNEL=1 but the CPU max/min kernel did not build"):
+        cpu_max_min()
+
+
+def test_bad_switch_value_names_it_and_the_allowed_ones(monkeypatch, fresh_switch):
+    monkeypatch.setenv(ENV_VAR, "fast")
+    with pytest.raises(ValueError, match=r"CPU_KERNEL='fast' is not allowed; use one of auto, 1, 0"):
+        cpu_max_min()
+
+
+def test_spem_compiles_without_graph_breaks():
+    """The pooling is one registered op: torch.compile neither breaks the graph at it nor builds kernels."""
+    spem = create_attention("spem", 16)
+    x = torch.randn(4, 16, 8, 8, requires_grad=True)
+    explanation = torch._dynamo.explain(spem)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    expected = spem(x)
+    expected.sum().backward()
+    expected_grad, x.grad = x.grad, None
+    compiled = torch.compile(spem)
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(x.grad, expected_grad)
+
+
+BUILD_CHECK = textwrap.dedent(
+    """
+    import torch
+    from spe_lightning.kernels import cpu_max_min, extension_name
+    kernel = cpu_max_min()
+    assert kernel is not None
+    x = torch.randn(64, 100, 1)
+    x[3, 7:] = float("nan")
+    values, indices = kernel(x)
+    assert torch.equal(indices[:, :, 0], torch.stack((x.max(1)[1][:, 0], x.min(1)[1][:, 0]), 1))
+    columns = x.view(4, 16, 100).transpose(1, 2).contiguous()
+    assert torch.equal(kernel(columns)[1].transpose(1, 2).reshape(64, 2), indices.view(64, 2))
+    print(extension_name())
+    """
+)
+
+
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_kernel_builds_and_runs_for_other_instruction_sets(capability):
+    """Each ATen CPU capability gets its own build (and name, so machines sharing a cache never mix them)."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, ENV_VAR: "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD_CHECK], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"spe_lightning_max_min_{capability}_torch" in done.stdout
