@@ -35,15 +35,15 @@ def fresh_switch():
 
 
 def reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.max/torch.min over dim 1 of (outer, len, inner), shaped like the kernel's output."""
+    """torch.max/torch.min over dim 1 of (outer, len, inner), stacked as the kernel's (2, outer, inner)."""
     top, top_index = x.max(1)
     bottom, bottom_index = x.min(1)
-    return torch.stack((top, bottom), 1), torch.stack((top_index, bottom_index), 1)
+    return torch.stack((top, bottom)), torch.stack((top_index, bottom_index))
 
 
 def hard_rows(length: int, inner: int, dtype: torch.dtype) -> torch.Tensor:
     """Random rows plus the cases that break a naive kernel: ties, constants, NaN and infinities."""
-    x = torch.randn(8, length, inner, generator=torch.Generator().manual_seed(length))
+    x = torch.randn(10, length, inner, generator=torch.Generator().manual_seed(length))
     x[1] = 0.5  # constant: max and min both at index 0
     x[2, length // 3] = 9.0
     x[2, length - 1] = 9.0  # a tie for the max: the first one wins
@@ -53,6 +53,9 @@ def hard_rows(length: int, inner: int, dtype: torch.dtype) -> torch.Tensor:
     x[5, length // 2] = float("inf")
     x[6, length // 4] = float("-inf")
     x[7, max(0, length - 2) :] = float("nan")  # two NaNs: the first one's index
+    x[8, 0] = float("-inf")
+    x[8, length - 1] = float("inf")  # both infinities: their sum is NaN, yet the row holds none
+    x[9] = 3e38 * torch.sign(x[9])  # sums past the float range
     return x.to(dtype)
 
 
@@ -98,7 +101,7 @@ def test_pooling_with_and_without_the_kernel_agree(layout, monkeypatch, fresh_sw
         x = x.contiguous(memory_format=torch.channels_last)
     elif layout == "strided":
         x = torch.randn(3, 20, 7, 18)[..., ::2]
-    grad = torch.randn(3, 20, 2, 1)
+    grad = torch.randn(2, 3, 20, 1, 1)
     results = []
     for mode in ("1", "0"):
         monkeypatch.setenv(ENV_VAR, mode)
@@ -111,7 +114,7 @@ def test_pooling_with_and_without_the_kernel_agree(layout, monkeypatch, fresh_sw
     (v1, i1, g1), (v0, i0, g0) = results
     assert torch.equal(v1, v0) and torch.equal(i1, i0) and torch.equal(g1, g0)
     flat = x.flatten(2)
-    assert torch.equal(i1, torch.stack((flat.argmax(2), flat.argmin(2)), 2))
+    assert torch.equal(i1, torch.stack((flat.argmax(2), flat.argmin(2))))
     if layout == "channels_last":
         assert g1.is_contiguous(memory_format=torch.channels_last)
 
@@ -176,9 +179,9 @@ BUILD_CHECK = textwrap.dedent(
     x = torch.randn(64, 100, 1)
     x[3, 7:] = float("nan")
     values, indices = kernel(x)
-    assert torch.equal(indices[:, :, 0], torch.stack((x.max(1)[1][:, 0], x.min(1)[1][:, 0]), 1))
+    assert torch.equal(indices[..., 0], torch.stack((x.max(1)[1][:, 0], x.min(1)[1][:, 0])))
     columns = x.view(4, 16, 100).transpose(1, 2).contiguous()
-    assert torch.equal(kernel(columns)[1].transpose(1, 2).reshape(64, 2), indices.view(64, 2))
+    assert torch.equal(kernel(columns)[1].reshape(2, 64), indices.view(2, 64))
     print(extension_name())
     """
 )

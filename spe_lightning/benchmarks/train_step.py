@@ -6,9 +6,12 @@
 backward, the straightforward implementation, timed in the same run for comparison.
 
 Configurations are timed round-robin (one step of each in turn, repeated), so drift of
-a shared machine hits every configuration alike. The fastest step of each is reported:
-interference from other processes only ever adds time, so the minimum is the most
-repeatable estimate of the step's own cost (the median is printed beside it).
+a shared machine hits every configuration alike. Two ratios to the baseline are printed:
+of the fastest steps (interference from other processes only ever adds time, so the
+minimum estimates the step's own cost), and "paired", the median over rounds of each
+step's time divided by the baseline's step of the same round (drift that lasts a round
+cancels out). On a busy machine the two can differ by a few percent: run it again, or
+with more rounds, before reading a difference that small.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ NAIVE_SUFFIX = "@autograd"
 
 
 def _naive_max_min(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)), dim=2)
+    return torch.stack((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)))
 
 
 def build(attention: str, depth: int, block: str) -> nn.Module:
@@ -65,7 +68,10 @@ def main(
     threads: int | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Print median step time per attention and its ratio to the first one (the baseline)."""
+    """Print step times per attention and their ratios to the first one (the baseline).
+
+    Returns the paired ratios.
+    """
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -81,17 +87,21 @@ def main(
             step()
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
-    base = min(times[attentions[0]])
+    base = times[attentions[0]]
     print(
         f"cifar_resnet depth {depth} {block}, batch {batch_size}, {image_size}px, "
-        f"{torch.get_num_threads()} threads, best of {rounds} round-robin steps"
+        f"{torch.get_num_threads()} threads, {rounds} round-robin rounds"
     )
-    print(f"{'attention':<12}{'best (s)':>10}{'median (s)':>12}{'vs ' + attentions[0]:>12}")
+    vs = f"vs {attentions[0]}"
+    print(f"{'attention':<14}{'best (s)':>10}{'median (s)':>12}{'best ' + vs:>16}{'paired ' + vs:>18}")
     ratios = {}
     for name in attentions:
         best = min(times[name])
-        ratios[name] = best / base
-        print(f"{name:<12}{best:>10.3f}{statistics.median(times[name]):>12.3f}{ratios[name]:>11.3f}x")
+        ratios[name] = statistics.median(t / b for t, b in zip(times[name], base, strict=True))
+        print(
+            f"{name:<14}{best:>10.3f}{statistics.median(times[name]):>12.3f}"
+            f"{best / min(base):>15.3f}x{ratios[name]:>17.3f}x"
+        )
     return ratios
 
 

@@ -2,14 +2,16 @@
 //
 // PyTorch's CPU argmax/argmin run a scalar loop per row (about 10x the time of amax on
 // the 8x8 maps of a CIFAR ResNet), and SPEM's backward needs both indices. Here each
-// row is reduced with vector max/min, then the first index of each extreme is found
-// with vector compares while the row is still in L1. Semantics follow torch.max(dim) /
-// torch.min(dim): NaN propagates (its first index is returned) and ties go to the
-// first occurrence.
+// row is reduced with vector max/min, keeping each chunk's lane-wise extremes, then the
+// first index of each extreme is found by testing those chunk extremes and opening one
+// chunk, while the row is still in L1. Semantics follow torch.max(dim) / torch.min(dim):
+// NaN propagates (its first index is returned) and ties go to the first occurrence.
 //
 // Input: a contiguous (outer, len, inner) tensor, reduced over len. NCHW maps come in as
 // (B*C, H*W, 1) rows, channels_last maps as (B, H*W, C) columns.
-// Output: values (outer, 2, inner) in the input dtype and int64 indices, max then min.
+// Output: values (2, outer, inner) in the input dtype and int64 indices, the max plane
+// then the min plane: a stack of two pooled maps, so that the gate's elementwise ops
+// downstream run along contiguous channels.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -19,6 +21,9 @@
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/llvmMathExtras.h>
 #include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
 
 namespace {
 
@@ -34,134 +39,16 @@ inline bool beats_min(T v, T best) {
   return v < best || (v != v && best == best);
 }
 
-// Lanes of v equal to t (or NaN lanes when t is NaN) as bits; zero_mask() marks lanes that
-// are zero, here the lanes where the "differs" compare is false.
+// Exact scalar scan of p[0], p[stride], ... (len of them), writing max and min to
+// vo[0], vo[plane] and their positions to io[0], io[plane]. Serves reduced precision
+// (compared in float), rows too short or holding NaN, and the channel tail of columns.
 template <typename T>
-inline uint64_t hits(const Vectorized<T>& v, const Vectorized<T>& t, bool nan) {
-  return static_cast<uint64_t>(nan ? (v == v).zero_mask() : (v != t).zero_mask());
-}
-
-// First positions of mx and mn in p[0, len), both of which occur there. The row was just
-// reduced, so it is in L1: one load serves both searches, and four vectors are tested per
-// branch (4 * V <= 64 lanes), so a 64-float row is searched without a data-dependent jump.
-template <typename T>
-inline void first_indices(const T* p, int64_t len, T mx, T mn, int64_t& imx, int64_t& imn) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  static_assert(4 * V <= 64, "four vectors of hit bits must fit in a uint64_t");
-  const bool nan = mx != mx;  // then mn is NaN too: both are the first NaN
-  const Vec tmx(mx), tmn(mn);
-  imx = imn = -1;
-  int64_t i = 0;
-  for (; i + 4 * V <= len; i += 4 * V) {
-    uint64_t hmx = 0, hmn = 0;
-    for (int64_t k = 0; k < 4; ++k) {
-      const Vec v = Vec::loadu(p + i + k * V);
-      hmx |= hits(v, tmx, nan) << (k * V);
-      hmn |= hits(v, tmn, nan) << (k * V);
-    }
-    if (imx < 0 && hmx != 0) imx = i + c10::llvm::countTrailingZeros(hmx);
-    if (imn < 0 && hmn != 0) imn = i + c10::llvm::countTrailingZeros(hmn);
-    if (imx >= 0 && imn >= 0) return;
-  }
-  for (; i < len; ++i) {
-    const bool at_max = nan ? p[i] != p[i] : p[i] == mx;
-    const bool at_min = nan ? p[i] != p[i] : p[i] == mn;
-    if (imx < 0 && at_max) imx = i;
-    if (imn < 0 && at_min) imn = i;
-    if (imx >= 0 && imn >= 0) return;
-  }
-}
-
-template <typename T>
-void reduce_rows_vec(const T* x, T* val, int64_t* idx, int64_t rows, int64_t len) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  const auto vmax = [](Vec& a, Vec& b) { return at::vec::maximum(a, b); };
-  const auto vmin = [](Vec& a, Vec& b) { return at::vec::minimum(a, b); };
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / len), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T* p = x + r * len;
-      T mx = p[0], mn = p[0];
-      int64_t i = 0;
-      if (len >= V) {
-        Vec vmx = Vec::loadu(p), vmn = vmx;
-        i = V;
-        if (len >= 4 * V) {
-          // four independent accumulators, so the max/min latency does not serialise the loop
-          Vec mx1 = Vec::loadu(p + V), mx2 = Vec::loadu(p + 2 * V), mx3 = Vec::loadu(p + 3 * V);
-          Vec mn1 = mx1, mn2 = mx2, mn3 = mx3;
-          for (i = 4 * V; i + 4 * V <= len; i += 4 * V) {
-            const Vec v0 = Vec::loadu(p + i), v1 = Vec::loadu(p + i + V);
-            const Vec v2 = Vec::loadu(p + i + 2 * V), v3 = Vec::loadu(p + i + 3 * V);
-            vmx = at::vec::maximum(vmx, v0);
-            mx1 = at::vec::maximum(mx1, v1);
-            mx2 = at::vec::maximum(mx2, v2);
-            mx3 = at::vec::maximum(mx3, v3);
-            vmn = at::vec::minimum(vmn, v0);
-            mn1 = at::vec::minimum(mn1, v1);
-            mn2 = at::vec::minimum(mn2, v2);
-            mn3 = at::vec::minimum(mn3, v3);
-          }
-          vmx = at::vec::maximum(at::vec::maximum(vmx, mx1), at::vec::maximum(mx2, mx3));
-          vmn = at::vec::minimum(at::vec::minimum(vmn, mn1), at::vec::minimum(mn2, mn3));
-        }
-        for (; i + V <= len; i += V) {
-          const Vec v = Vec::loadu(p + i);
-          vmx = at::vec::maximum(vmx, v);
-          vmn = at::vec::minimum(vmn, v);
-        }
-        mx = at::vec::vec_reduce_all<T>(vmax, vmx);
-        mn = at::vec::vec_reduce_all<T>(vmin, vmn);
-      }
-      for (; i < len; ++i) {
-        mx = beats_max(p[i], mx) ? p[i] : mx;
-        mn = beats_min(p[i], mn) ? p[i] : mn;
-      }
-      val[2 * r] = mx;
-      val[2 * r + 1] = mn;
-      first_indices(p, len, mx, mn, idx[2 * r], idx[2 * r + 1]);
-    }
-  });
-}
-
-// Reduced precision (bf16/fp16 under autocast): compare in float, one scalar pass.
-template <typename T>
-void reduce_rows_scalar(const T* x, T* val, int64_t* idx, int64_t rows, int64_t len) {
-  using acc_t = at::opmath_type<T>;
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / len), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T* p = x + r * len;
-      acc_t mx = p[0], mn = p[0];
-      int64_t imx = 0, imn = 0;
-      for (int64_t i = 1; i < len; ++i) {
-        const acc_t v = p[i];
-        if (beats_max(v, mx)) {
-          mx = v;
-          imx = i;
-        }
-        if (beats_min(v, mn)) {
-          mn = v;
-          imn = i;
-        }
-      }
-      val[2 * r] = p[imx];
-      val[2 * r + 1] = p[imn];
-      idx[2 * r] = imx;
-      idx[2 * r + 1] = imn;
-    }
-  });
-}
-
-// channels_last: reduce over len with the contiguous inner (channel) axis in the lanes;
-// each lane keeps its running extremes and where it saw them.
-template <typename T>
-inline void reduce_column_scalar(const T* p, T* vo, int64_t* io, int64_t len, int64_t inner) {
+inline void scan_scalar(const T* p, int64_t len, int64_t stride, T* vo, int64_t* io, int64_t plane) {
   using acc_t = at::opmath_type<T>;
   acc_t mx = p[0], mn = p[0];
   int64_t imx = 0, imn = 0;
   for (int64_t l = 1; l < len; ++l) {
-    const acc_t v = p[l * inner];
+    const acc_t v = p[l * stride];
     if (beats_max(v, mx)) {
       mx = v;
       imx = l;
@@ -171,14 +58,139 @@ inline void reduce_column_scalar(const T* p, T* vo, int64_t* io, int64_t len, in
       imn = l;
     }
   }
-  vo[0] = p[imx * inner];
-  vo[inner] = p[imn * inner];
+  vo[0] = p[imx * stride];
+  vo[plane] = p[imn * stride];
   io[0] = imx;
-  io[inner] = imn;
+  io[plane] = imn;
+}
+
+// Lanes of v equal to t, as bits (zero_mask() marks the lanes where "differs" is false).
+template <typename T>
+inline uint64_t hits(const Vectorized<T>& v, const Vectorized<T>& t) {
+  return static_cast<uint64_t>((v != t).zero_mask());
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+// One mask compare instead of ATen's compare, mask-to-vector and zero test.
+template <>
+inline uint64_t hits(const Vectorized<float>& v, const Vectorized<float>& t) {
+  return _mm512_cmp_ps_mask(v, t, _CMP_EQ_OQ);
+}
+
+template <>
+inline uint64_t hits(const Vectorized<double>& v, const Vectorized<double>& t) {
+  return _mm512_cmp_pd_mask(v, t, _CMP_EQ_OQ);
+}
+#endif
+
+// Rows are reduced in chunks of four vectors. The reduction stores each chunk's lane-wise
+// extreme (one vector), so the search for the first occurrence tests one vector per chunk
+// and opens only the chunk that holds it.
+template <typename T>
+constexpr int64_t chunk_size() {
+  return 4 * Vectorized<T>::size();
+}
+
+// First position of target in the NaN-free p[0, len), where it occurs; ext holds the
+// lane-wise extremes of the row's `chunks` leading chunks.
+template <typename T>
+inline int64_t first_index(const T* p, int64_t len, const T* ext, int64_t chunks, T target) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  static_assert(chunk_size<T>() <= 64, "a chunk's hit bits must fit in a uint64_t");
+  const Vec t(target);
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (hits(Vec::loadu(ext + c * V), t) != 0) {
+      const T* q = p + c * chunk_size<T>();
+      uint64_t h = 0;
+      for (int64_t k = 0; k < 4; ++k) {
+        h |= hits(Vec::loadu(q + k * V), t) << (k * V);
+      }
+      return c * chunk_size<T>() + c10::llvm::countTrailingZeros(h);
+    }
+  }
+  int64_t i = chunks * chunk_size<T>();
+  for (; i + V <= len; i += V) {
+    const uint64_t h = hits(Vec::loadu(p + i), t);
+    if (h != 0) {
+      return i + c10::llvm::countTrailingZeros(h);
+    }
+  }
+  while (p[i] != target) ++i;
+  return i;
+}
+
+// One row of at least one vector: max, min and their first positions into vo[0],
+// vo[plane] and io[0], io[plane]. clamp_min/clamp_max are the plain lane max/min, exact on NaN-free data
+// (ATen's maximum/minimum spend three more instructions each on NaN); a NaN is caught
+// by a running sum instead, NaN if the row holds one (or holds both infinities). Returns
+// false for such rows, which then take the exact scalar scan.
+template <typename T>
+inline bool reduce_row_vec(const T* p, int64_t len, T* vo, int64_t* io, int64_t plane, T* ext_max, T* ext_min) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const int64_t chunks = len / chunk_size<T>();
+  Vec mx = Vec::loadu(p), mn = mx, sum(T(0));
+  for (int64_t c = 0; c < chunks; ++c) {
+    const T* q = p + c * chunk_size<T>();
+    const Vec v0 = Vec::loadu(q), v1 = Vec::loadu(q + V), v2 = Vec::loadu(q + 2 * V), v3 = Vec::loadu(q + 3 * V);
+    const Vec chunk_max = at::vec::clamp_min(at::vec::clamp_min(v0, v1), at::vec::clamp_min(v2, v3));
+    const Vec chunk_min = at::vec::clamp_max(at::vec::clamp_max(v0, v1), at::vec::clamp_max(v2, v3));
+    chunk_max.store(ext_max + c * V);
+    chunk_min.store(ext_min + c * V);
+    mx = at::vec::clamp_min(mx, chunk_max);
+    mn = at::vec::clamp_max(mn, chunk_min);
+    sum = sum + ((v0 + v1) + (v2 + v3));
+  }
+  int64_t i = chunks * chunk_size<T>();
+  for (; i + V <= len; i += V) {
+    const Vec v = Vec::loadu(p + i);
+    mx = at::vec::clamp_min(mx, v);
+    mn = at::vec::clamp_max(mn, v);
+    sum = sum + v;
+  }
+  T top = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::clamp_min(a, b); }, mx);
+  T bottom = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::clamp_max(a, b); }, mn);
+  T total = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, sum);
+  for (; i < len; ++i) {
+    top = std::max(top, p[i]);
+    bottom = std::min(bottom, p[i]);
+    total += p[i];
+  }
+  if (total != total) {
+    return false;
+  }
+  vo[0] = top;
+  vo[plane] = bottom;
+  io[0] = first_index(p, len, ext_max, chunks, top);
+  io[plane] = first_index(p, len, ext_min, chunks, bottom);
+  return true;
 }
 
 template <typename T>
-inline void reduce_columns_vec(const T* p, T* vo, int64_t* io, int64_t len, int64_t inner) {
+void reduce_rows(const T* x, T* val, int64_t* idx, int64_t rows, int64_t len) {
+  constexpr bool vectorised = std::is_same_v<T, at::opmath_type<T>>;
+  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / len), [&](int64_t begin, int64_t end) {
+    // per thread: the chunk extremes of the row at hand, max then min
+    std::vector<T> ext(vectorised ? 2 * (len / chunk_size<T>()) * Vectorized<T>::size() : 0);
+    for (int64_t r = begin; r < end; ++r) {
+      const T* p = x + r * len;
+      if constexpr (vectorised) {
+        const size_t half = ext.size() / 2;
+        if (len >= Vectorized<T>::size() &&
+            reduce_row_vec(p, len, val + r, idx + r, rows, ext.data(), ext.data() + half)) {
+          continue;
+        }
+      }
+      scan_scalar(p, len, 1, val + r, idx + r, rows);
+    }
+  });
+}
+
+// channels_last: reduce over len with the contiguous inner (channel) axis in the lanes;
+// each lane keeps its running extremes and where it saw them.
+template <typename T>
+inline void reduce_columns_vec(const T* p, int64_t len, int64_t inner, T* vo, int64_t* io, int64_t plane) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
   T positions[V];
@@ -194,11 +206,11 @@ inline void reduce_columns_vec(const T* p, T* vo, int64_t* io, int64_t len, int6
     imn = Vec::blendv(imn, here, lt);
   }
   vmx.store(vo);
-  vmn.store(vo + inner);
+  vmn.store(vo + plane);
   imx.store(positions);
   for (int64_t k = 0; k < V; ++k) io[k] = static_cast<int64_t>(positions[k]);
   imn.store(positions);
-  for (int64_t k = 0; k < V; ++k) io[inner + k] = static_cast<int64_t>(positions[k]);
+  for (int64_t k = 0; k < V; ++k) io[plane + k] = static_cast<int64_t>(positions[k]);
 }
 
 template <typename T>
@@ -208,16 +220,16 @@ void reduce_columns(const T* x, T* val, int64_t* idx, int64_t outer, int64_t len
   at::parallel_for(0, outer, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const T* p = x + o * len * inner;
-      T* vo = val + o * 2 * inner;
-      int64_t* io = idx + o * 2 * inner;
+      T* vo = val + o * inner;
+      int64_t* io = idx + o * inner;
       int64_t c = 0;
       if constexpr (vectorised) {
         for (; c + V <= inner; c += V) {
-          reduce_columns_vec<T>(p + c, vo + c, io + c, len, inner);
+          reduce_columns_vec<T>(p + c, len, inner, vo + c, io + c, outer * inner);
         }
       }
       for (; c < inner; ++c) {
-        reduce_column_scalar<T>(p + c, vo + c, io + c, len, inner);
+        scan_scalar<T>(p + c, len, inner, vo + c, io + c, outer * inner);
       }
     }
   });
@@ -232,16 +244,14 @@ std::tuple<at::Tensor, at::Tensor> max_min(const at::Tensor& x) {
               x.size(1));
   const at::Tensor input = x.contiguous();
   const int64_t outer = input.size(0), len = input.size(1), inner = input.size(2);
-  at::Tensor val = at::empty({outer, 2, inner}, input.options());
-  at::Tensor idx = at::empty({outer, 2, inner}, input.options().dtype(at::kLong));
+  at::Tensor val = at::empty({2, outer, inner}, input.options());
+  at::Tensor idx = at::empty({2, outer, inner}, input.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, input.scalar_type(), "spe_lightning_cpu::max_min", [&] {
     const scalar_t* in = input.const_data_ptr<scalar_t>();
     if (inner != 1) {
       reduce_columns<scalar_t>(in, val.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), outer, len, inner);
-    } else if constexpr (std::is_same_v<scalar_t, at::opmath_type<scalar_t>>) {
-      reduce_rows_vec<scalar_t>(in, val.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), outer, len);
     } else {
-      reduce_rows_scalar<scalar_t>(in, val.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), outer, len);
+      reduce_rows<scalar_t>(in, val.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), outer, len);
     }
   });
   return {val, idx};

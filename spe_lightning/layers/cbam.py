@@ -32,8 +32,8 @@ class ChannelGate(nn.Module):
         )
 
     def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x)  # 1. pool: B x C x S x 1, one column per statistic
-        y = self.mlp(stats)  # 2. excite each statistic with the same (pointwise) MLP
+        stats = self.pool.stats(x)  # 1. pool: S x B x C x 1 x 1, one descriptor per statistic
+        y = self.mlp(stats.flatten(0, 1)).unflatten(0, stats.shape[:2])  # 2. excite each with one MLP
         return torch.sigmoid(combine_stats(y, self.pool.stat_weights()))
 
     def forward(self, x: Tensor) -> Tensor:

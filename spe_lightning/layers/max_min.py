@@ -34,8 +34,8 @@ def _is_channels_last(x: Tensor) -> bool:
 def max_min_with_indices(x: Tensor) -> tuple[Tensor, Tensor]:
     """Spatial max and min of a B x C x H x W tensor with their first flat indices.
 
-    Returns ``values`` and ``indices``, each B x C x 2 (max then min); NaN counts as the
-    extreme, as in ``torch.max``.
+    Returns ``values`` and ``indices``, each 2 x B x C (the max plane, then the min
+    plane); NaN counts as the extreme, as in ``torch.max``.
     """
     b, c, h, w = x.shape
     kernel = cpu_max_min() if x.device.type == "cpu" else None
@@ -43,18 +43,18 @@ def max_min_with_indices(x: Tensor) -> tuple[Tensor, Tensor]:
         flat = x.flatten(2)
         top, top_index = flat.max(2)
         bottom, bottom_index = flat.min(2)
-        return torch.stack((top, bottom), 2), torch.stack((top_index, bottom_index), 2)
+        return torch.stack((top, bottom)), torch.stack((top_index, bottom_index))
     if _is_channels_last(x) and h * w < _KERNEL_MAX_COLUMN:
-        values, indices = kernel(x.permute(0, 2, 3, 1).reshape(b, h * w, c))  # B x 2 x C
-        return values.transpose(1, 2), indices.transpose(1, 2)
-    values, indices = kernel(x.reshape(b * c, h * w, 1))
-    return values.view(b, c, 2), indices.view(b, c, 2)
+        values, indices = kernel(x.permute(0, 2, 3, 1).reshape(b, h * w, c))
+    else:
+        values, indices = kernel(x.reshape(b * c, h * w, 1))
+    return values.view(2, b, c), indices.view(2, b, c)
 
 
 @max_min_with_indices.register_fake
 def _(x: Tensor) -> tuple[Tensor, Tensor]:
     b, c = x.shape[:2]
-    return x.new_empty(b, c, 2), x.new_empty(b, c, 2, dtype=torch.long)
+    return x.new_empty(2, b, c), x.new_empty(2, b, c, dtype=torch.long)
 
 
 def _setup_context(ctx, inputs: tuple[Tensor], output: tuple[Tensor, Tensor]) -> None:
@@ -70,7 +70,8 @@ def _backward(ctx, grad_values: Tensor, _grad_indices: Tensor | None) -> Tensor:
     grad_x = torch.empty(ctx.shape, **like).zero_()
     # Max and min share an index where a channel is constant: the add sums both, and
     # with at most two terms onto zero the order of the adds cannot change the result.
-    grad_x.view(*ctx.shape[:2], -1).scatter_add_(2, indices, grad_values)  # a view in both formats
+    # grad_x.view(B, C, H * W) is a view in both memory formats.
+    grad_x.view(*ctx.shape[:2], -1).scatter_add_(2, indices.permute(1, 2, 0), grad_values.permute(1, 2, 0))
     return grad_x
 
 
@@ -78,5 +79,5 @@ max_min_with_indices.register_autograd(_backward, setup_context=_setup_context)
 
 
 def global_max_min(x: Tensor) -> Tensor:
-    """Per-channel spatial max and min of a B x C x H x W tensor, stacked as B x C x 2 x 1."""
-    return max_min_with_indices(x)[0].unsqueeze(3)
+    """Per-channel spatial max and min of a B x C x H x W tensor, stacked as 2 x B x C x 1 x 1."""
+    return max_min_with_indices(x)[0][..., None, None]

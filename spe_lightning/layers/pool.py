@@ -1,8 +1,11 @@
 """Stage 1 of channel attention: global pooling strategies.
 
-Every strategy exposes the statistics it is built from, ``stats(x)`` (B x C x S x 1),
-and the weights that combine them, ``stat_weights()`` (S,); ``forward(x)`` returns the
-combined descriptor (B x C x 1 x 1). Modules that pool once (SE, ECA) call
+Every strategy exposes the statistics it is built from, ``stats(x)``: a stack of S
+pooled descriptors, S x B x C x 1 x 1, and the weights that combine them,
+``stat_weights()`` (S,); ``forward(x)`` returns the combined descriptor (B x C x 1 x 1).
+The statistic axis leads so that each statistic is a contiguous B x C block: the gates'
+elementwise ops then run along channels (with S innermost, a B x C x 2 tensor makes
+every op a loop of length two). Modules that pool once (SE, ECA) call
 ``forward``; modules that process each statistic (CBAM's shared MLP, SRM's
 channel-wise fc, SPEM's shared reweight) call ``stats`` and combine with the weights.
 The max/min mixes are from "Mix-Pooling Strategy for Attention Mechanism"
@@ -42,13 +45,13 @@ class GlobalPool(nn.Module):
 
 
 def combine_stats(stats: Tensor, weights: Tensor) -> Tensor:
-    """Weighted sum over the statistics axis: B x C x S x 1 -> B x C x 1 x 1.
+    """Weighted sum over the statistics axis: S x B x C x 1 x 1 -> B x C x 1 x 1.
 
     A single statistic has weight one by definition, so it passes through untouched.
     """
-    if stats.shape[2] == 1:
-        return stats
-    return (stats * weights.view(1, 1, -1, 1)).sum(2, keepdim=True)
+    if stats.shape[0] == 1:
+        return stats[0]
+    return (stats * weights.view(-1, 1, 1, 1, 1)).sum(0)
 
 
 @register(_POOLS, "avg")
@@ -56,7 +59,7 @@ class AvgPool(GlobalPool):
     """Global average pooling, the default of SE and ECA."""
 
     def stats(self, x: Tensor) -> Tensor:
-        return x.mean((2, 3), keepdim=True)
+        return x.mean((2, 3), keepdim=True)[None]
 
 
 @register(_POOLS, "max")
@@ -64,7 +67,7 @@ class MaxPool(GlobalPool):
     """Global max pooling; like AdaptiveMaxPool2d, the gradient goes to one element per channel."""
 
     def stats(self, x: Tensor) -> Tensor:
-        return global_max_min(x)[:, :, :1]  # the kernel finds both extremes at the cost of one
+        return global_max_min(x)[:1]  # the kernel finds both extremes at the cost of one
 
 
 @register(_POOLS, "min")
@@ -72,7 +75,7 @@ class MinPool(GlobalPool):
     """Global min pooling; the gradient goes to one element per channel."""
 
     def stats(self, x: Tensor) -> Tensor:
-        return global_max_min(x)[:, :, 1:]
+        return global_max_min(x)[1:]
 
 
 class _MaxMinPool(GlobalPool):
@@ -136,7 +139,7 @@ class AvgMaxPool(GlobalPool):
         super().__init__((1.0, 1.0))
 
     def stats(self, x: Tensor) -> Tensor:
-        return torch.cat((x.mean((2, 3), keepdim=True), global_max_min(x)[:, :, :1]), dim=2)
+        return torch.cat((x.mean((2, 3), keepdim=True)[None], global_max_min(x)[:1]))
 
 
 @register(_POOLS, "meanstd", "style")
@@ -156,7 +159,7 @@ class MeanStdPool(GlobalPool):
 
     def stats(self, x: Tensor) -> Tensor:
         var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)
-        return torch.cat((mean, (var + self.eps).sqrt()), dim=2).to(x.dtype)
+        return torch.stack((mean, (var + self.eps).sqrt())).to(x.dtype)
 
 
 def pool_names() -> list[str]:

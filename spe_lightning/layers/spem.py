@@ -47,12 +47,12 @@ class SPEM(nn.Module):
         return torch.sigmoid(summed) * torch.sigmoid(mixed)
 
     def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x)  # 1. pool: B x C x 2 x 1 (max, min)
+        stats = self.pool.stats(x)  # 1. pool: 2 x B x C x 1 x 1 (max, min)
         # 2. excite; addcmul(b, w, s) = w * s + b in one op (the gate runs once per block per step)
         reweighted = torch.addcmul(self.reweight_bias, self.reweight_weight, stats)
         mixed = combine_stats(reweighted, self.pool.stat_weights())
         mixed = torch.addcmul(self.excite_bias, self.excite_weight, mixed)
-        return self.combine_branches(reweighted.sum(2, keepdim=True), mixed)
+        return self.combine_branches(reweighted.sum(0), mixed)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gate(x).to(x.dtype)  # 3. recalibrate

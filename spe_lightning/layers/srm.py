@@ -32,8 +32,9 @@ class StyleRecalibration(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
 
     def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x) * self.pool.stat_weights().view(1, 1, -1, 1)  # 1. pool
-        return torch.sigmoid(self.bn(self.cfc(stats)))  # 2. excite
+        stats = self.pool.stats(x) * self.pool.stat_weights().view(-1, 1, 1, 1, 1)  # 1. pool
+        # 2. excite: the channel-wise fc is the reference code's conv over B x C x S x 1
+        return torch.sigmoid(self.bn(self.cfc(stats.squeeze(4).permute(1, 2, 0, 3))))
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gate(x).to(x.dtype)  # 3. recalibrate
