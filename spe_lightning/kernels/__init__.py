@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,9 +57,20 @@ def extension_name() -> str:
     return f"spe_lightning_max_min_{tag}"
 
 
-def _build() -> MaxMinKernel:
-    from torch.utils.cpp_extension import load
+def _import_load() -> Callable[..., Any]:
+    # cpp_extension warns on import when it finds a CUDA toolkit but no GPU: noise for a CPU kernel
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_log.level
+    cpp_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        cpp_log.setLevel(level)
+    return load
 
+
+def _build() -> MaxMinKernel:
+    load = _import_load()
     flags = _CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability(), [])
     log.info("spe_lightning: loading the CPU max/min kernel %s (compiled once per machine)", extension_name())
     start = time.perf_counter()
@@ -78,7 +90,7 @@ def _build() -> MaxMinKernel:
 @functools.cache
 def cpu_max_min() -> MaxMinKernel | None:
     """The compiled CPU kernel ``(outer, len, inner) -> (values, indices)``, each
-    ``(outer, 2, inner)`` (max then min, first index of each), or None where disabled."""
+    ``(2, outer, inner)`` (the max plane then the min plane, first index of each), or None where disabled."""
     mode = kernel_mode()
     if mode == "0":
         return None
