@@ -120,13 +120,19 @@ inline int64_t first_index(const T* p, int64_t len, const T* ext, int64_t chunks
   return i;
 }
 
-// One row of at least one vector: max, min and their first positions into vo[0],
-// vo[plane] and io[0], io[plane]. clamp_min/clamp_max are the plain lane max/min, exact on NaN-free data
-// (ATen's maximum/minimum spend three more instructions each on NaN); a NaN is caught
-// by a running sum instead, NaN if the row holds one (or holds both infinities). Returns
-// false for such rows, which then take the exact scalar scan.
 template <typename T>
-inline bool reduce_row_vec(const T* p, int64_t len, T* vo, int64_t* io, int64_t plane, T* ext_max, T* ext_min) {
+struct Extremes {
+  T top, bottom;
+  int64_t top_index, bottom_index;
+};
+
+// One row of at least one vector: its max, min and their first positions. clamp_min and
+// clamp_max are the plain lane max/min, exact on NaN-free data (ATen's maximum/minimum
+// spend three more instructions each on NaN); a NaN is caught by a running sum instead,
+// NaN if the row holds one (or holds both infinities). Returns false for such rows, which
+// then take the exact scalar scan.
+template <typename T>
+inline bool reduce_row_vec(const T* p, int64_t len, T* ext_max, T* ext_min, Extremes<T>& out) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
   const int64_t chunks = len / chunk_size<T>();
@@ -160,25 +166,36 @@ inline bool reduce_row_vec(const T* p, int64_t len, T* vo, int64_t* io, int64_t 
   if (total != total) {
     return false;
   }
-  vo[0] = top;
-  vo[plane] = bottom;
-  io[0] = first_index(p, len, ext_max, chunks, top);
-  io[plane] = first_index(p, len, ext_min, chunks, bottom);
+  out = {top, bottom, first_index(p, len, ext_max, chunks, top), first_index(p, len, ext_min, chunks, bottom)};
   return true;
 }
 
+// Reduced precision rows (bf16/fp16 under autocast) are widened to float first, which is
+// exact, and take the same vector path as float.
 template <typename T>
 void reduce_rows(const T* x, T* val, int64_t* idx, int64_t rows, int64_t len) {
-  constexpr bool vectorised = std::is_same_v<T, at::opmath_type<T>>;
+  using acc_t = at::opmath_type<T>;
+  constexpr bool widen = !std::is_same_v<T, acc_t>;
   at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / len), [&](int64_t begin, int64_t end) {
-    // per thread: the chunk extremes of the row at hand, max then min
-    std::vector<T> ext(vectorised ? 2 * (len / chunk_size<T>()) * Vectorized<T>::size() : 0);
+    // per thread: the chunk extremes of the row at hand (max then min), and the widened row
+    std::vector<acc_t> ext(2 * (len / chunk_size<acc_t>()) * Vectorized<acc_t>::size());
+    std::vector<acc_t> wide(widen ? len : 0);
     for (int64_t r = begin; r < end; ++r) {
       const T* p = x + r * len;
-      if constexpr (vectorised) {
-        const size_t half = ext.size() / 2;
-        if (len >= Vectorized<T>::size() &&
-            reduce_row_vec(p, len, val + r, idx + r, rows, ext.data(), ext.data() + half)) {
+      if (len >= Vectorized<acc_t>::size()) {
+        const acc_t* q = nullptr;
+        if constexpr (widen) {
+          at::vec::convert(p, wide.data(), len);
+          q = wide.data();
+        } else {
+          q = p;
+        }
+        Extremes<acc_t> e;
+        if (reduce_row_vec(q, len, ext.data(), ext.data() + ext.size() / 2, e)) {
+          val[r] = static_cast<T>(e.top);
+          val[rows + r] = static_cast<T>(e.bottom);
+          idx[r] = e.top_index;
+          idx[rows + r] = e.bottom_index;
           continue;
         }
       }
@@ -187,49 +204,78 @@ void reduce_rows(const T* x, T* val, int64_t* idx, int64_t rows, int64_t len) {
   });
 }
 
-// channels_last: reduce over len with the contiguous inner (channel) axis in the lanes;
-// each lane keeps its running extremes and where it saw them.
+// One vector of lanes in the accumulation type: bf16/fp16 widen to float (exactly).
 template <typename T>
-inline void reduce_columns_vec(const T* p, int64_t len, int64_t inner, T* vo, int64_t* io, int64_t plane) {
-  using Vec = Vectorized<T>;
+inline Vectorized<at::opmath_type<T>> load_wide(const T* p) {
+  if constexpr (std::is_same_v<T, at::opmath_type<T>>) {
+    return Vectorized<T>::loadu(p);
+  } else {
+    Vectorized<float> out;
+    at::vec::load_to_float(p, out);
+    return out;
+  }
+}
+
+// channels_last: reduce over len with the contiguous inner (channel) axis in the lanes;
+// each lane keeps its running extremes and where it saw them (a strict compare keeps the
+// first). The plain pass sums each lane to catch NaN, as rows do, and returns false if a
+// lane holds one (or both infinities): the NaN-aware pass then redoes the group.
+template <typename T, bool nan_aware>
+inline bool reduce_columns_vec(const T* p, int64_t len, int64_t inner, T* vo, int64_t* io, int64_t plane) {
+  using acc_t = at::opmath_type<T>;
+  using Vec = Vectorized<acc_t>;
   constexpr int64_t V = Vec::size();
-  T positions[V];
-  Vec vmx = Vec::loadu(p), vmn = vmx, imx(T(0)), imn(T(0));
+  Vec vmx = load_wide(p), vmn = vmx, imx(acc_t(0)), imn(acc_t(0)), sum = vmx;
   for (int64_t l = 1; l < len; ++l) {
-    const Vec v = Vec::loadu(p + l * inner);
-    const Vec gt = (v > vmx) | ((v != v) & (vmx == vmx));
-    const Vec lt = (v < vmn) | ((v != v) & (vmn == vmn));
-    const Vec here(static_cast<T>(l));  // exact: max_min() checks len < 2^24 for columns
+    const Vec v = load_wide(p + l * inner);
+    Vec gt = v > vmx, lt = v < vmn;
+    if constexpr (nan_aware) {
+      gt = gt | ((v != v) & (vmx == vmx));
+      lt = lt | ((v != v) & (vmn == vmn));
+    } else {
+      sum = sum + v;
+    }
+    const Vec here(static_cast<acc_t>(l));  // exact: max_min() checks len < 2^24 for columns
     vmx = Vec::blendv(vmx, v, gt);
     imx = Vec::blendv(imx, here, gt);
     vmn = Vec::blendv(vmn, v, lt);
     imn = Vec::blendv(imn, here, lt);
   }
-  vmx.store(vo);
-  vmn.store(vo + plane);
-  imx.store(positions);
-  for (int64_t k = 0; k < V; ++k) io[k] = static_cast<int64_t>(positions[k]);
-  imn.store(positions);
-  for (int64_t k = 0; k < V; ++k) io[plane + k] = static_cast<int64_t>(positions[k]);
+  if constexpr (!nan_aware) {
+    const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, sum);
+    if (total != total) {
+      return false;
+    }
+  }
+  acc_t lanes[V];
+  const auto write = [&](const Vec& values, const Vec& positions, int64_t offset) {
+    values.store(lanes);
+    for (int64_t k = 0; k < V; ++k) vo[offset + k] = static_cast<T>(lanes[k]);
+    positions.store(lanes);
+    for (int64_t k = 0; k < V; ++k) io[offset + k] = static_cast<int64_t>(lanes[k]);
+  };
+  write(vmx, imx, 0);
+  write(vmn, imn, plane);
+  return true;
 }
 
 template <typename T>
 void reduce_columns(const T* x, T* val, int64_t* idx, int64_t outer, int64_t len, int64_t inner) {
-  constexpr bool vectorised = std::is_same_v<T, at::opmath_type<T>>;
-  constexpr int64_t V = Vectorized<T>::size();
+  constexpr int64_t V = Vectorized<at::opmath_type<T>>::size();
+  const int64_t plane = outer * inner;
   at::parallel_for(0, outer, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const T* p = x + o * len * inner;
       T* vo = val + o * inner;
       int64_t* io = idx + o * inner;
       int64_t c = 0;
-      if constexpr (vectorised) {
-        for (; c + V <= inner; c += V) {
-          reduce_columns_vec<T>(p + c, len, inner, vo + c, io + c, outer * inner);
+      for (; c + V <= inner; c += V) {
+        if (!reduce_columns_vec<T, false>(p + c, len, inner, vo + c, io + c, plane)) {
+          reduce_columns_vec<T, true>(p + c, len, inner, vo + c, io + c, plane);
         }
       }
       for (; c < inner; ++c) {
-        scan_scalar<T>(p + c, len, inner, vo + c, io + c, outer * inner);
+        scan_scalar<T>(p + c, len, inner, vo + c, io + c, plane);
       }
     }
   });
