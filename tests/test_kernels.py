@@ -125,12 +125,18 @@ def test_switch_off_skips_the_build(monkeypatch, fresh_switch):
     assert cpu_max_min() is None
 
 
-def test_failed_build_warns_once_and_pools_with_torch(monkeypatch, fresh_switch):
-    def no_compiler():
+@pytest.fixture
+def no_compiler(monkeypatch, fresh_switch):
+    """The build fails as it does on a machine without a C++ compiler."""
+
+    def build():
         raise OSError("c++: command not found")
 
+    monkeypatch.setattr(kernels, "_build", build)
+
+
+def test_failed_build_warns_once_and_pools_with_torch(monkeypatch, no_compiler):
     monkeypatch.setenv(ENV_VAR, "auto")
-    monkeypatch.setattr(kernels, "_build", no_compiler)
     with pytest.warns(RuntimeWarning, match=r"did not build \(c\+\+: command not found\); .*torch.max"):
         assert cpu_max_min() is None
     x = torch.randn(2, 3, 4, 4, requires_grad=True)
@@ -138,12 +144,8 @@ def test_failed_build_warns_once_and_pools_with_torch(monkeypatch, fresh_switch)
     assert torch.count_nonzero(x.grad.flatten(2), dim=2).eq(2).all()
 
 
-def test_failed_build_is_an_error_when_the_kernel_is_required(monkeypatch, fresh_switch):
-    def no_compiler():
-        raise OSError("c++: command not found")
-
+def test_failed_build_is_an_error_when_the_kernel_is_required(monkeypatch, no_compiler):
     monkeypatch.setenv(ENV_VAR, "1")
-    monkeypatch.setattr(kernels, "_build", no_compiler)
     with pytest.raises(RuntimeError, match=r"CPU_KERNEL=1 but the CPU max/min kernel did not build"):
         cpu_max_min()
 
