@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 
 
 def _show_kernel_build() -> None:
-    """Let the one-time build of the CPU kernel (a pause of ~15 s at the first step) say so."""
+    """Let the one-time build of the CPU kernel (a pause of some 10 s at the first step) say so."""
     log = logging.getLogger("spe_lightning.kernels")
     if not log.handlers:
         log.addHandler(logging.StreamHandler())

@@ -40,8 +40,8 @@ inline bool beats_min(T v, T best) {
 }
 
 // Exact scalar scan of p[0], p[stride], ... (len of them), writing max and min to
-// vo[0], vo[plane] and their positions to io[0], io[plane]. Serves reduced precision
-// (compared in float), rows too short or holding NaN, and the channel tail of columns.
+// vo[0], vo[plane] and their positions to io[0], io[plane] (reduced precision compared in
+// float). Serves rows shorter than a vector or holding NaN, and the channel tail of columns.
 template <typename T>
 inline void scan_scalar(const T* p, int64_t len, int64_t stride, T* vo, int64_t* io, int64_t plane) {
   using acc_t = at::opmath_type<T>;
@@ -82,6 +82,14 @@ inline uint64_t hits(const Vectorized<double>& v, const Vectorized<double>& t) {
   return _mm512_cmp_pd_mask(v, t, _CMP_EQ_OQ);
 }
 #endif
+
+// The vector paths compare without NaN handling and sum their lanes instead: the sum is
+// NaN if a NaN was summed (or both infinities), and those inputs are then redone exactly.
+template <typename T>
+inline bool sum_is_nan(const Vectorized<T>& sum) {
+  const T total = at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, sum);
+  return total != total;
+}
 
 // Rows are reduced in chunks of four vectors. The reduction stores each chunk's lane-wise
 // extreme (one vector), so the search for the first occurrence tests one vector per chunk
@@ -128,9 +136,8 @@ struct Extremes {
 
 // One row of at least one vector: its max, min and their first positions. clamp_min and
 // clamp_max are the plain lane max/min, exact on NaN-free data (ATen's maximum/minimum
-// spend three more instructions each on NaN); a NaN is caught by a running sum instead,
-// NaN if the row holds one (or holds both infinities). Returns false for such rows, which
-// then take the exact scalar scan.
+// spend three more instructions each on NaN). Returns false for rows whose lane sum is
+// NaN, which then take the exact scalar scan.
 template <typename T>
 inline bool reduce_row_vec(const T* p, int64_t len, T* ext_max, T* ext_min, Extremes<T>& out) {
   using Vec = Vectorized<T>;
@@ -157,13 +164,13 @@ inline bool reduce_row_vec(const T* p, int64_t len, T* ext_max, T* ext_min, Extr
   }
   T top = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::clamp_min(a, b); }, mx);
   T bottom = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return at::vec::clamp_max(a, b); }, mn);
-  T total = at::vec::vec_reduce_all<T>([](Vec& a, Vec& b) { return a + b; }, sum);
+  bool tail_nan = false;
   for (; i < len; ++i) {
     top = std::max(top, p[i]);
     bottom = std::min(bottom, p[i]);
-    total += p[i];
+    tail_nan |= p[i] != p[i];
   }
-  if (total != total) {
+  if (tail_nan || sum_is_nan(sum)) {
     return false;
   }
   out = {top, bottom, first_index(p, len, ext_max, chunks, top), first_index(p, len, ext_min, chunks, bottom)};
@@ -218,8 +225,8 @@ inline Vectorized<at::opmath_type<T>> load_wide(const T* p) {
 
 // channels_last: reduce over len with the contiguous inner (channel) axis in the lanes;
 // each lane keeps its running extremes and where it saw them (a strict compare keeps the
-// first). The plain pass sums each lane to catch NaN, as rows do, and returns false if a
-// lane holds one (or both infinities): the NaN-aware pass then redoes the group.
+// first). The plain pass returns false if its lane sum is NaN: the NaN-aware pass then
+// redoes the group.
 template <typename T, bool nan_aware>
 inline bool reduce_columns_vec(const T* p, int64_t len, int64_t inner, T* vo, int64_t* io, int64_t plane) {
   using acc_t = at::opmath_type<T>;
@@ -242,8 +249,7 @@ inline bool reduce_columns_vec(const T* p, int64_t len, int64_t inner, T* vo, in
     imn = Vec::blendv(imn, here, lt);
   }
   if constexpr (!nan_aware) {
-    const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, sum);
-    if (total != total) {
+    if (sum_is_nan(sum)) {
       return false;
     }
   }
