@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -26,3 +27,17 @@ def register(registry: dict[str, Callable], *names: str) -> Callable[[Callable],
         return fn
 
     return deco
+
+
+def build(constructor: Callable[..., T], label: str, *args: Any, **kwargs: Any) -> T:
+    """``constructor(*args, **kwargs)``; keywords it does not take are a ValueError listing those it does."""
+    params = inspect.signature(constructor).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][
+            len(args) :
+        ]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            takes = ", ".join(accepted) or "no arguments"
+            raise ValueError(f"{label} does not take {', '.join(unknown)}; it takes: {takes}")
+    return constructor(*args, **kwargs)

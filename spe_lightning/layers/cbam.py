@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, combine_stats, create_pool
+from spe_lightning.layers.pool import GlobalPool, combine_stats, create_pool, reduced_width
 
 
 class ChannelGate(nn.Module):
@@ -25,7 +25,7 @@ class ChannelGate(nn.Module):
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        hidden = max(1, channels // reduction)
+        hidden = reduced_width(channels, reduction)
         self.pool = create_pool(pool, **(pool_kwargs or {}))
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)

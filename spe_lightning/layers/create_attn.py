@@ -12,7 +12,7 @@ from spe_lightning.layers.pool import GlobalPool
 from spe_lightning.layers.spem import SPEM, SPEMFigure
 from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
-from spe_lightning.registry import lookup
+from spe_lightning.registry import build, lookup
 
 _ATTENTIONS: dict[str, type[nn.Module]] = {
     "se": SqueezeExcite,
@@ -42,4 +42,4 @@ def create_attention(
     cls = lookup(_ATTENTIONS, name, "attention")
     if pool is not None:
         kwargs["pool"] = pool
-    return cls(channels, **kwargs)
+    return build(cls, f"attention {name!r}", channels, **kwargs)

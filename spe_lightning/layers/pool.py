@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from spe_lightning.layers.max_min import global_max_min
-from spe_lightning.registry import lookup, register
+from spe_lightning.registry import build, lookup, register
 
 _POOLS: dict[str, type[GlobalPool]] = {}
 
@@ -166,10 +166,19 @@ def pool_names() -> list[str]:
     return sorted(_POOLS)
 
 
+def reduced_width(channels: int, reduction: int) -> int:
+    """Hidden width of an excitation bottleneck (SE, CBAM): ``channels // reduction``, at least 1."""
+    if not isinstance(reduction, int) or reduction < 1:
+        raise ValueError(
+            f"reduction={reduction!r} is not allowed; it must be a positive integer (SE uses 16)"
+        )
+    return max(1, channels // reduction)
+
+
 def create_pool(name: str | GlobalPool, **kwargs: Any) -> GlobalPool:
     """Build a pooling strategy by name; an instance passes through unchanged."""
     if isinstance(name, GlobalPool):
         if kwargs:
             raise ValueError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
         return name
-    return lookup(_POOLS, name, "pool")(**kwargs)
+    return build(lookup(_POOLS, name, "pool"), f"pool {name!r}", **kwargs)

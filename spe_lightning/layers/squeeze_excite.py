@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, create_pool
+from spe_lightning.layers.pool import GlobalPool, create_pool, reduced_width
 
 
 class SqueezeExcite(nn.Module):
@@ -21,7 +21,7 @@ class SqueezeExcite(nn.Module):
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        hidden = max(1, channels // reduction)
+        hidden = reduced_width(channels, reduction)
         self.pool = create_pool(pool, **(pool_kwargs or {}))
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.act = nn.ReLU(inplace=True)

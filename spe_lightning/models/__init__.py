@@ -2,7 +2,12 @@
 
 from spe_lightning.models.attach import NormAttention, attach_attention
 from spe_lightning.models.cifar_resnet import CifarResNet, blocks_per_stage
-from spe_lightning.models.factory import backbone_names, create_backbone
+from spe_lightning.models.factory import (
+    backbone_names,
+    check_pretrained,
+    create_backbone,
+    load_backbone_weights,
+)
 from spe_lightning.models.inspect import learned_pools, pooling_lambdas, pooling_regularization
 from spe_lightning.models.torchvision_resnet import load_pretrained, pretrained_state_dict
 
@@ -12,8 +17,10 @@ __all__ = [
     "attach_attention",
     "backbone_names",
     "blocks_per_stage",
+    "check_pretrained",
     "create_backbone",
     "learned_pools",
+    "load_backbone_weights",
     "load_pretrained",
     "pooling_lambdas",
     "pooling_regularization",

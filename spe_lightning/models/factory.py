@@ -12,6 +12,7 @@ from spe_lightning.models.attach import attach_attention
 from spe_lightning.models.cifar_resnet import CifarResNet
 from spe_lightning.models.torchvision_resnet import (
     RESNETS,
+    check_weights,
     load_pretrained,
     pretrained_state_dict,
     torchvision_resnet,
@@ -64,8 +65,19 @@ def create_backbone(
     elif pool is not None or attention_kwargs:
         raise ValueError(f"pool={pool!r} / attention_kwargs given without an attention; choose an attention")
     if weights is not None:
-        if name == "cifar_resnet":
-            raise ValueError("weights are only available for the torchvision ResNets " + ", ".join(RESNETS))
-        missing, _ = load_pretrained(net, pretrained_state_dict(name, weights))
-        net.pretrained_missing_keys = missing
+        check_pretrained(name, weights)
+        load_backbone_weights(net, name, weights)
     return net
+
+
+def check_pretrained(name: str, weights: str, must_exist: bool = True) -> None:
+    """Check that backbone ``name`` has ``weights`` (a name or file) without loading or downloading them."""
+    if name not in RESNETS:
+        raise ValueError(f"weights are only available for the torchvision ResNets {', '.join(RESNETS)}")
+    check_weights(name, weights, must_exist)
+
+
+def load_backbone_weights(net: nn.Module, name: str, weights: str) -> None:
+    """Load plain-backbone ``weights`` into ``net`` (attention parameters stay initialised)."""
+    missing, _ = load_pretrained(net, pretrained_state_dict(name, weights))
+    net.pretrained_missing_keys = missing

@@ -9,10 +9,29 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from spe_lightning.errors import InputError, MissingInput
 from spe_lightning.models.attach import NormAttention
 
 log = logging.getLogger(__name__)
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def check_weights(arch: str, weights: str, must_exist: bool = True) -> Path | None:
+    """Check a weights name or file without loading or downloading anything; the file's path, if one.
+
+    Lets a model config with ``weights`` be validated offline; ``must_exist=False`` accepts a file that is
+    not there (a checkpoint of the model is rebuilt without it).
+    """
+    path = Path(weights).expanduser()
+    if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
+        if must_exist and not path.is_file():
+            raise MissingInput(f"weights file {str(path)!r} does not exist")
+        return path
+    enum = tvm.get_model_weights(arch)
+    if weights not in enum.__members__ and weights != "DEFAULT":
+        known = ", ".join(["DEFAULT", *enum.__members__])
+        raise InputError(f"unknown weights {weights!r} for {arch}; known: {known}, or a .pth file")
+    return None
 
 
 def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
@@ -20,18 +39,12 @@ def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
 
     Local files load with ``weights_only=True``: no code in them is executed.
     """
-    path = Path(weights).expanduser()
-    if path.suffix in {".pth", ".pt", ".bin"} or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    path = check_weights(arch, weights)
+    if path is not None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         return state.get("state_dict", state)
-    enum = tvm.get_model_weights(arch)
     try:
-        return enum[weights].get_state_dict(progress=True)
-    except KeyError:
-        known = ", ".join(["DEFAULT", *enum.__members__])
-        raise ValueError(f"unknown weights {weights!r} for {arch}; known: {known}, or a .pth file") from None
+        return tvm.get_model_weights(arch)[weights].get_state_dict(progress=True)
     except OSError as err:  # no network: say what to do instead
         raise RuntimeError(
             f"could not download {arch} weights {weights!r} ({err}); download them elsewhere "
