@@ -2,28 +2,34 @@
 
 ``SafeCheckpointIO`` is the CLI's default ``trainer.plugins``. Saving writes a temporary file next to the
 target, fsyncs it and renames it over the old file (``os.replace`` is atomic), so a run killed while saving
-leaves the previous checkpoint whole. Loading uses ``torch.load(weights_only=True)``, which rebuilds only
-tensors and plain containers, so a crafted file cannot execute code. Unusable files raise a one-line
-:class:`CheckpointError` naming the file; :func:`check_checkpoint_fits` also names the parameters a
-checkpoint made for another model lacks or shapes differently.
+leaves the previous checkpoint whole; a save that fails (a full disk) says so in one line and leaves it
+whole too. Loading uses ``torch.load(weights_only=True)``, which rebuilds only tensors and plain containers,
+so a crafted file cannot execute code. Unusable files raise a one-line :class:`CheckpointError` naming the
+file; :func:`check_checkpoint_fits` also names the parameters a checkpoint made for another model lacks or
+shapes differently.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
+import shutil
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol, get_filesystem
-from lightning.fabric.utilities.cloud_io import _load as pl_load
-from lightning.fabric.utilities.types import _PATH
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from torch import nn
+
+from spe_lightning.errors import InputError, RunFailure
+
+PathLike = str | Path
 
 LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
 """Entries Lightning needs to restore a checkpoint."""
@@ -31,8 +37,12 @@ SHOWN_KEYS = 3
 """How many missing / unexpected / mismatched parameter names an error message lists."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used: not a checkpoint, truncated, unsafe, or made for another model."""
+
+
+def is_local(path: PathLike) -> bool:
+    return isinstance(get_filesystem(path), LocalFileSystem)
 
 
 def _first_sentence(err: BaseException) -> str:
@@ -40,18 +50,26 @@ def _first_sentence(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def load_checkpoint_file(path: _PATH, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:
+def load_checkpoint_file(
+    path: PathLike, map_location: Any = "cpu", weights_only: bool = True, mmap: bool = False
+) -> dict[str, Any]:
     """``torch.load`` a Lightning checkpoint, turning every failure into a one-line :class:`CheckpointError`.
 
     With ``weights_only`` (the default) a pickle that would import anything beyond tensors and plain
-    containers is refused before any of it runs.
+    containers is refused before any of it runs. ``mmap`` maps a local file instead of reading it: a check
+    of keys and shapes then costs no read of the tensors.
     """
-    if not get_filesystem(path).isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    fs = get_filesystem(path)
+    if not fs.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before failing on them
-            checkpoint = pl_load(path, map_location=map_location, weights_only=weights_only)
+            if is_local(path):
+                checkpoint = torch.load(path, map_location, weights_only=weights_only, mmap=mmap)
+            else:
+                with fs.open(path, "rb") as file:
+                    checkpoint = torch.load(file, map_location, weights_only=weights_only)
     except Exception as err:  # the zip and pickle readers raise OSError, EOFError, KeyError, RuntimeError...
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
         if unsafe is not None:
@@ -69,7 +87,7 @@ def load_checkpoint_file(path: _PATH, map_location: Any = "cpu", weights_only: b
     return checkpoint
 
 
-def check_checkpoint_fits(checkpoint: dict[str, Any], model: nn.Module, path: _PATH) -> None:
+def check_checkpoint_fits(checkpoint: dict[str, Any], model: nn.Module, path: PathLike) -> None:
     """Raise a one-line :class:`CheckpointError` if ``checkpoint``'s weights do not fit ``model`` exactly."""
     saved: dict[str, Any] = checkpoint["state_dict"]
     expected = model.state_dict()
@@ -101,9 +119,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
     ) -> None:
-        if storage_options is not None or not _is_local_file_protocol(path):
+        if storage_options is not None or not is_local(path):
             super().save_checkpoint(checkpoint, path, storage_options)  # remote stores: fsspec's own writes
             return
         path = Path(path)
@@ -115,14 +133,32 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+            raise RunFailure(_save_failure(path, err)) from err
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Any = "cpu", weights_only: bool | None = None
+        self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         return load_checkpoint_file(path, map_location, weights_only is not False)
+
+
+def _save_failure(path: Path, err: BaseException) -> str:
+    """One line for a checkpoint that could not be written: why, and what is still on disk."""
+    chain, cause = [], err
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    os_errors = [e for e in chain if isinstance(e, OSError) and e.errno is not None]
+    if any(e.errno == errno.ENOSPC for e in os_errors):
+        free = shutil.disk_usage(path.parent).free
+        reason = f"no space left on the device of {path.parent} ({free / 2**20:.1f} MiB free)"
+    else:
+        reason = os_errors[0].strerror if os_errors else _first_sentence(err)
+    kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
+    return f"could not write checkpoint {path}: {reason}; {kept} and nothing else was changed"
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -20,21 +20,30 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from spe_lightning.accelerate import CompileOption, compile_kwargs, prepare_network, to_memory_format
-from spe_lightning.models import create_backbone, pooling_regularization
+from spe_lightning.models import (
+    check_pretrained,
+    create_backbone,
+    load_backbone_weights,
+    pooling_regularization,
+)
 
 # The reference CIFAR recipe; the CLI uses the same values as its optimizer / lr_scheduler defaults.
 PAPER_SGD: dict[str, Any] = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
 PAPER_MULTISTEP: dict[str, Any] = {"milestones": [81, 122], "gamma": 0.1}
 
 
+LOSSES = ("loss", "loss_cls", "loss_pool")
+"""Training losses, logged per step and per epoch (``train/loss``, ``_step``, ``_epoch``)."""
+ACCURACIES = ("acc1", "acc5")
+BEST = "val/acc1_best"
+
+
 def _accuracy_metrics(num_classes: int, stage: str) -> MetricCollection:
     """Top-1 and top-k (k = min(5, classes)) accuracy over all samples (micro average, as papers report)."""
     top_k = min(5, num_classes)
+    top = dict(zip(ACCURACIES, (1, top_k), strict=True))
     return MetricCollection(
-        {
-            "acc1": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "acc5": MulticlassAccuracy(num_classes, top_k=top_k, average="micro"),
-        },
+        {name: MulticlassAccuracy(num_classes, top_k=k, average="micro") for name, k in top.items()},
         prefix=f"{stage}/",
     )
 
@@ -50,8 +59,10 @@ class ImageClassifier(LightningModule):
             None keeps the module's own.
         in_chans: input channels; linked from the datamodule by the CLI. Passed to the backbone only
             when it is not 3, since the torchvision ResNets are RGB-only.
-        backbone_kwargs: extra backbone arguments (``depth``, ``block``, ``weights``, ...).
-        attention_kwargs: extra attention arguments (``rd_ratio``, ``lam`` of a fixed mix, ...).
+        backbone_kwargs: extra backbone arguments (``depth``, ``block``, ``weights``, ...). ``weights``
+            (pretrained plain-backbone weights) load when a fresh fit starts, never when a checkpoint is
+            restored, so resuming and evaluating need neither the file nor the network.
+        attention_kwargs: extra attention arguments (``reduction``, ``pool_kwargs: {lam: 0.25}``, ...).
         pool_alpha: weight of the pooling-parameter regulariser (the paper's alpha, 0.1).
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the network and its inputs in channels_last memory format.
@@ -85,6 +96,11 @@ class ImageClassifier(LightningModule):
         compile_kwargs(compile)  # a bad option fails here, not when the Trainer starts
         self.save_hyperparameters()
         kwargs = dict(backbone_kwargs or {})
+        self.pretrained = kwargs.pop("weights", None)
+        if (
+            self.pretrained is not None
+        ):  # offline: a name torchvision knows, or a file (needed by a fresh fit)
+            check_pretrained(backbone, self.pretrained, must_exist=False)
         if in_chans != 3:
             kwargs["in_chans"] = in_chans
         self.net = create_backbone(
@@ -149,6 +165,23 @@ class ImageClassifier(LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)
 
+    @classmethod
+    def monitorable_metrics(cls) -> list[str]:
+        """Every name a callback or scheduler can monitor: what the steps above log, as Lightning keys it."""
+        losses = [f"train/{k}{suffix}" for k in LOSSES for suffix in ("", "_step", "_epoch")]
+        evaluated = [f"{stage}/{k}" for stage in ("val", "test") for k in ("loss", *ACCURACIES)]
+        return sorted([*losses, *(f"train/{k}" for k in ACCURACIES), *evaluated, BEST])
+
+    def check_pretrained_weights(self) -> None:
+        """Before a fresh fit: the pretrained weights file, if one is configured, exists."""
+        if self.pretrained is not None:
+            check_pretrained(self.hparams.backbone, self.pretrained)
+
+    def on_fit_start(self) -> None:
+        """Pretrained backbone weights: a fresh fit only (a restored checkpoint already holds the weights)."""
+        if self.pretrained is not None and self.trainer.ckpt_path is None:
+            load_backbone_weights(self.net, self.hparams.backbone, self.pretrained)
+
     def on_train_start(self) -> None:
         # A fresh fit starts a fresh best; a resumed one keeps the restored value.
         if self.trainer.ckpt_path is None:
@@ -159,7 +192,7 @@ class ImageClassifier(LightningModule):
         if self.trainer.sanity_checking or self.trainer.state.fn != TrainerFn.FITTING:
             return
         self.val_acc1_best.update(self.val_metrics["acc1"].compute())
-        self.log("val/acc1_best", self.val_acc1_best.compute(), sync_dist=True, prog_bar=True)
+        self.log(BEST, self.val_acc1_best.compute(), sync_dist=True, prog_bar=True)
 
     def predict_step(self, batch: Tensor | tuple[Tensor, Any], batch_idx: int) -> Tensor:
         """Class probabilities; batches are images alone or ``(images, targets or paths)``."""

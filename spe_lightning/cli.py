@@ -9,28 +9,36 @@ checkpoint, a learning-rate monitor and a CSV prediction writer. Every default i
 from __future__ import annotations
 
 import logging
-import os
+import re
+import sys
 import warnings
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Any, NoReturn
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
-from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, RandomState, StepCheckpoint
+from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
+from spe_lightning.checks import check_before_run, check_config, check_config_files
 from spe_lightning.classifier import PAPER_MULTISTEP, PAPER_SGD, ImageClassifier
-from spe_lightning.guard import check_checkpoint_file, checked_run, one_line_errors
+from spe_lightning.errors import InputError, StopSignal, debug, one_line_errors
 from spe_lightning.kernels import kernel_mode
+from spe_lightning.runs import RunLock, RunPlan, plan_run
 
 # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
 # same recipe, for use outside the CLI) is replaced on purpose, so Lightning's notice is noise.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
+
+CONSTRUCTOR_ERRORS = (ValueError, TypeError, LookupError, OSError, MisconfigurationException)
+"""What a constructor raises for a value it rejects: while the config's classes are built, bad input."""
 
 
 def _show_kernel_build() -> None:
@@ -41,31 +49,57 @@ def _show_kernel_build() -> None:
         log.setLevel(logging.INFO)
 
 
-def _debug() -> bool:
-    """``JSONARGPARSE_DEBUG=true`` shows tracebacks instead of one-line errors (jsonargparse's own switch)."""
-    return os.environ.get("JSONARGPARSE_DEBUG", "").lower() == "true"
+def concise_parser_error(message: str) -> str:
+    """jsonargparse's "does not validate against any of the Union subtypes" report, as key, value, types."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    key = keys[0] + "".join(f".init_args.{inner}" for inner in keys[1:2])
+    value = re.search(r"(?:Given|Got) value: (?!NestedArg)(\S+)", message)
+    tail = message[message.rfind(f'Parser key "{keys[-1]}"') :]
+    subtypes = re.search(r"Subtypes: \[(.*?)\] Errors", tail)
+    if subtypes:
+        literals = re.findall(r"Literal\[([^\]]*)\]", subtypes.group(1))
+        names = [v.strip().strip("'") for group in literals for v in group.split(",")]
+        names += [n.rsplit(".", 1)[-1] for n in re.findall(r"<class '([\w.]+)'>", subtypes.group(1))]
+    else:
+        names = [n.rsplit(".", 1)[-1] for n in re.findall(r"<class '([\w.]+)'>", tail)[:1]]
+    allowed = ", ".join(dict.fromkeys("null" if name == "NoneType" else name for name in names))
+    given = f"={value.group(1)}" if value else ""
+    return f"{key}{given} is not allowed; expected one of: {allowed}"
 
 
 class SPEArgumentParser(LightningArgumentParser):
     """Parser errors as one line on stderr (exit 2) instead of a usage dump of every option."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if self.exit_on_error and not _debug():
-            self.exit(2, f"error: {' '.join(message.split())}\n")
+        if self.exit_on_error and not debug():
+            self.exit(2, f"error: {concise_parser_error(' '.join(message.split()))}\n")
         super().error(message, ex)  # raises: jsonargparse's internal parses and debug mode
 
 
 class SPECLI(LightningCLI):
-    """LightningCLI with the paper's defaults, linked data -> model arguments and one-line errors."""
+    """LightningCLI with the paper's defaults, linked data -> model arguments, one-line errors, and the run
+    layer (:mod:`spe_lightning.runs`): every subcommand's folder and checkpoint are planned once, right
+    after parsing, everything is checked (:mod:`spe_lightning.checks`) before the folder is claimed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args")
+        self.argv = list(sys.argv[1:] if given is None else given) if not isinstance(given, dict) else []
+        self.plan: RunPlan | None = None
+        self.lock: RunLock | None = None
+        self.stack = ExitStack()
+        with self.stack:  # on any ending: the SIGINT handler restored, the run's lock released
+            super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_optimizer_args((Optimizer,))
         parser.add_lr_scheduler_args((LRScheduler, ReduceLROnPlateau))
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after it: last holds its best
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
-        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
         parser.set_defaults(
             {
@@ -76,7 +110,6 @@ class SPECLI(LightningCLI):
                 },
                 "checkpoint.monitor": "val/acc1",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch={epoch:03d}-acc1={val/acc1:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
                 "lr_monitor.logging_interval": "epoch",
@@ -97,47 +130,47 @@ class SPECLI(LightningCLI):
         monitor = getattr(lr_scheduler, "monitor", "val/acc1")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "monitor": monitor}}
 
-    def before_instantiate_classes(self) -> None:
-        """Make ``fit --ckpt_path last`` continue the latest run of the configured logger, in its folder.
-
-        Lightning looks for ``last.ckpt`` in the checkpoint folder of the run being started; with a
-        versioned logger that is a fresh ``version_<n+1>``, so it would silently train from scratch.
-        """
-        if self.subcommand != "fit" or self.config.fit.ckpt_path != "last":
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, check the values, then plan the run: its folder and its checkpoint (read once, mapped)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
             return
-        init = getattr(self.config.fit.trainer.logger, "init_args", None)
-        if init is None or "save_dir" not in init or init.get("version") is not None:
-            return
-        root = Path(init.save_dir) / (init.get("name") or "")
-        versions = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
-        if versions:
-            init.version = max(versions)
+        config = self.config[subcommand]
+        check_config(config)
+        self.plan = plan_run(config, subcommand)
+        self.plan.apply(config)
+        if self.plan.resumes_in_place:  # keep the config the run started with; save this one beside it
+            name = f"config.step{self.plan.start_step}.yaml"
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": name}
 
     def instantiate_classes(self) -> None:
-        """Re-raise a bad value found while building the model, data or trainer as the error that names it.
+        """A value a constructor rejects is bad input: re-raised as the innermost error that names it.
 
         jsonargparse wraps errors of subclass arguments (the datamodule) in a summary of every type it
-        tried; the innermost error is the one that names the value. ``one_line_errors`` (around the
-        whole CLI in ``cli_main``) prints it as one line and exits 2.
+        tried; the innermost error is the one that names the value.
         """
         try:
             super().instantiate_classes()
-        except (ValueError, FileNotFoundError) as err:
-            if _debug():
+        except CONSTRUCTOR_ERRORS as err:
+            if debug():
                 raise
-            while isinstance(err.__cause__, (ValueError, FileNotFoundError)):
+            while isinstance(err.__cause__, CONSTRUCTOR_ERRORS):
                 err = err.__cause__
-            raise err from None
+            raise InputError(str(err)) from None
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Parse, then check a ``ckpt_path`` file before LightningCLI reads hyperparameters from it."""
-        super().parse_arguments(parser, args)
-        check_checkpoint_file(self.config)
+    def start_run(self) -> None:
+        """Before any subcommand: check everything, then claim the folder (and lock a fit run)."""
+        subcommand = self.subcommand
+        check_before_run(self.plan, self.trainer, self.model, self.datamodule, self.config_init[subcommand])
+        if self.plan.notice:
+            rank_zero_info(self.plan.notice)
+        self.lock = self.plan.claim()
+        if self.lock is not None:
+            self.stack.callback(self.lock.release)
+        self.stack.enter_context(StopSignal.forwarding(self.plan.resume_command(self.argv)))
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Check outputs and checkpoint first; a run failing before it trains leaves no trace in its logs."""
-        with checked_run(self.trainer, self.model, subcommand, self.config_init[subcommand]):
-            super()._run_subcommand(subcommand)
+    before_fit = before_validate = before_test = before_predict = start_run
 
     def after_fit(self) -> None:
         """Print the best validation top-1 (the paper's metric) and where its checkpoint is."""
@@ -150,14 +183,15 @@ class SPECLI(LightningCLI):
             print(f"best val/acc1 = {self.trainer.callback_metrics['val/acc1_best']:.4f}")
 
     def after_predict(self) -> None:
-        writer = self._get(self.config_init, "prediction_writer")
-        if writer.path is not None:
-            print(f"wrote {writer.rows} predictions to {writer.path}")
+        for writer in self.trainer.callbacks:
+            if isinstance(writer, CSVPredictionWriter) and writer.path is not None:
+                print(f"wrote {writer.rows} predictions to {writer.path}")
 
 
 def cli_main(args: ArgsType = None) -> SPECLI:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
-    with one_line_errors(_debug()):
+    with one_line_errors():
+        check_config_files(list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else [])
         kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
         _show_kernel_build()
         return SPECLI(

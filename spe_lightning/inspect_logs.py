@@ -24,6 +24,8 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from spe_lightning.runs import EVAL, newest_run
+
 LAM = "lam"
 """Tag prefix of the learned pooling weights: ``lam/<stage>/<block>`` (see :func:`block_tag`)."""
 TRAIN_LOSS_TAGS = ("train/loss_step", "train/loss")
@@ -50,16 +52,24 @@ def natural_key(name: str) -> list[Any]:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """Every folder under ``root`` (itself included) holding a TensorBoard event file, oldest first."""
+    """Every training run under ``root`` (itself included) with TensorBoard events, oldest first.
+
+    Evaluations (``<run>/eval/...``, see :mod:`spe_lightning.runs`) are not runs of their own.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"run root {str(root)!r} is not a directory")
-    folders = {event.parent for event in root.rglob("events.out.tfevents.*")}
+    events = (event for event in root.rglob("events.out.tfevents.*"))
+    folders = {event.parent for event in events if EVAL not in event.relative_to(root).parts}
     return sorted(folders, key=lambda folder: max(f.stat().st_mtime for f in folder.glob("events.out.*")))
 
 
 def latest_run(root: str | Path) -> Path:
-    """The most recently written run under ``root`` (e.g. ``runs/quickstart`` -> its newest version_N)."""
+    """The newest run under ``root``: ``runs/quickstart`` -> its highest ``version_N``, as ``fit --ckpt_path
+    last`` counts (else the most recently written run below ``root``)."""
+    newest = newest_run(Path(root))
+    if newest is not None:
+        return newest.folder
     runs = find_runs(root)
     if not runs:
         raise FileNotFoundError(f"no TensorBoard event files under {str(root)!r}; train a run first")

@@ -166,8 +166,11 @@ def test_predict_on_an_image_folder_names_the_files(fitted, tmp_path):
             folder / f"{i}.png"
         )
     args = tiny_args(tmp_path, f"--data.init_args.predict_path={folder}")
-    run_cli("predict", *args, f"--ckpt_path={cli.trainer.checkpoint_callback.best_model_path}")
-    written = next((tmp_path / "quickstart").glob("version_*/predictions.csv"))  # default: the run folder
+    _, out = run_cli("predict", *args, f"--ckpt_path={cli.trainer.checkpoint_callback.best_model_path}")
+    written = Path(out.split(" predictions to ")[1].split()[0])
+    run = Path(cli.trainer.checkpoint_callback.best_model_path).parents[1]
+    assert written.parent.parent == run / "eval" / "predict"  # default: beside the checkpoint's run
+    assert not (tmp_path / "quickstart").exists()  # an evaluation never opens a run of its own
     rows = list(csv.DictReader(written.open()))
     assert [Path(row["file"]).name for row in rows] == ["0.png", "1.png", "2.png"]
 

@@ -26,6 +26,7 @@ from spe_lightning.data import (
 from spe_lightning.data.cifar import CIFAR_MEAN, CIFAR_STD
 from spe_lightning.data.digits import DIGITS_MEAN, DIGITS_STD
 from spe_lightning.data.resumable import ResumableDataLoader, ResumableSampler
+from spe_lightning.errors import InputError
 
 
 def normalized(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -128,7 +129,7 @@ def test_missing_cifar_says_where_and_how(tmp_path: Path) -> None:
 
 def test_failed_download_says_where_and_how(tmp_path: Path, no_network: None) -> None:
     dm = CIFAR100DataModule(data_dir=str(tmp_path), download=True)
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(InputError) as excinfo:
         dm.prepare_data()
     message = one_line_error(excinfo)
     assert "URLError" in message and str(tmp_path / "cifar-100-python.tar.gz") in message
@@ -137,7 +138,7 @@ def test_failed_download_says_where_and_how(tmp_path: Path, no_network: None) ->
 
 def test_truncated_archive_is_named(cifar10: FakeCIFAR) -> None:
     cifar10.archive.write_bytes(cifar10.archive.read_bytes()[:500])
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(InputError) as excinfo:
         cifar(cifar10).prepare_data()
     message = one_line_error(excinfo)
     assert f"{cifar10.archive} failed its MD5 check" in message
@@ -148,7 +149,7 @@ def test_unreadable_archive_with_matching_checksum_is_named(
 ) -> None:
     cifar10.archive.write_bytes(cifar10.archive.read_bytes()[:500])
     monkeypatch.setattr(CIFAR10, "tgz_md5", md5(cifar10.archive))
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(InputError) as excinfo:
         cifar(cifar10).prepare_data()
     assert f"cannot extract {cifar10.archive}, it is corrupt or truncated" in one_line_error(excinfo)
 
@@ -164,7 +165,7 @@ def test_truncated_batch_file_is_named(
     if checksum_matches:  # only the unpickling can tell
         files = [[name, md5(cifar10.folder / name)] for name, _ in CIFAR10.train_list]
         monkeypatch.setattr(CIFAR10, "train_list", files)
-    with pytest.raises(RuntimeError) as excinfo:
+    with pytest.raises(InputError) as excinfo:
         dm.setup("fit")
     message = one_line_error(excinfo)
     assert f"{batch} is corrupt or truncated" in message
@@ -512,3 +513,37 @@ def test_trainer_drives_fit_test_and_predict(tmp_path: Path) -> None:
     assert trainer.test(model, datamodule=dm, verbose=False)[0]["test_acc"] > 0.5
     (predictions, names), *rest = trainer.predict(model, datamodule=dm)
     assert not rest and predictions.shape == (3,) and list(names) == [str(p) for p in paths]
+
+
+def test_an_image_that_fails_to_decode_in_a_worker_is_named_in_one_line(tmp_path, monkeypatch, capsys):
+    """A truncated JPEG passes the header check (PIL's verify reads no JPEG data), fails when decoded in a
+    DataLoader worker, and still ends the run with one line naming the file, not the worker's traceback."""
+    from spe_lightning.cli import cli_main
+
+    root = write_image_folder(tmp_path / "imgs")
+    bad = root / "train" / "cat" / "broken.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad)
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) * 3 // 4])  # the header is whole, the scan data cut short
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit",
+        "--config=" + str(Path(__file__).parents[1] / "configs" / "quickstart.yaml"),
+        "--data=spe_lightning.data.ImageFolderDataModule",
+        f"--data.init_args.data_dir={root}",
+        "--data.init_args.image_size=8",
+        "--data.init_args.batch_size=16",
+        "--data.init_args.num_workers=1",
+        "--model.backbone_kwargs={depth: 8, block: basic}",
+        "--trainer.max_epochs=1",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.enable_progress_bar=false",
+    ]
+    with pytest.raises(SystemExit) as exc:
+        cli_main(args)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot decode image {bad} (image file is truncated"
+    )

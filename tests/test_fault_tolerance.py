@@ -22,7 +22,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, RandomState, StepCheckpoint
+from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.checkpoint_io import CheckpointError, SafeCheckpointIO
 from spe_lightning.cli import cli_main
 from spe_lightning.data.resumable import ResumableDataLoader
@@ -103,7 +103,7 @@ def fit_args(save_dir: Path, record: Path, *extra: str, delay: float = 0.0, epoc
         "--trainer.enable_model_summary=false",
         f"--trainer.logger.init_args.save_dir={save_dir}",
         f"--trainer.callbacks+={json.dumps(recorder)}",
-        "--step_checkpoint.every_n_train_steps=2",
+        "--last_checkpoint.every_n_train_steps=2",
         "--seed_everything=3",
         *extra,
     ]
@@ -170,14 +170,14 @@ def test_cli_trains_with_atomic_safe_checkpoints_rng_state_and_loss_guard(uninte
     cli, rows = uninterrupted
     assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)
     kinds = {type(callback) for callback in cli.trainer.callbacks}
-    assert {RandomState, StepCheckpoint, FiniteLossGuard} <= kinds
+    assert {RandomState, LastCheckpoint, FiniteLossGuard} <= kinds
     assert [row["step"] for row in rows] == list(range(1, 2 * BATCHES_PER_EPOCH + 1))
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, uninterrupted):
     reference, reference_rows = uninterrupted
     save_dir = tmp_path / "runs"
-    step_ckpt = checkpoints(save_dir) / "last-step.ckpt"
+    step_ckpt = checkpoints(save_dir) / "last.ckpt"
     proc = spawn(fit_args(save_dir, tmp_path / "killed.jsonl", delay=0.4))
     wait_for(step_ckpt.exists, proc)
     proc.send_signal(signal.SIGKILL)
@@ -197,27 +197,36 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, unint
 def test_resume_from_epoch_end_checkpoint_matches_uninterrupted_run(tmp_path, uninterrupted):
     reference, _ = uninterrupted
     save_dir = tmp_path / "runs"
-    run(fit_args(save_dir, tmp_path / "first.jsonl", "--step_checkpoint.every_n_train_steps=0", epochs=1))
-    assert not (checkpoints(save_dir) / "last-step.ckpt").exists()
+    run(fit_args(save_dir, tmp_path / "first.jsonl", "--last_checkpoint.every_n_train_steps=0", epochs=1))
+    assert (
+        torch.load(checkpoints(save_dir) / "last.ckpt", weights_only=True)["global_step"] == BATCHES_PER_EPOCH
+    )
     resumed = run(fit_args(save_dir, tmp_path / "second.jsonl", "--ckpt_path=last"))
     assert resumed.trainer.ckpt_path == str(checkpoints(save_dir) / "last.ckpt")
     assert_same_state(resumed, reference)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_143_then_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_a_signal_saves_a_checkpoint_exits_128_plus_it_and_the_run_resumes(
+    tmp_path, uninterrupted, sig, code
+):
     reference, _ = uninterrupted
     save_dir = tmp_path / "runs"
     record = tmp_path / "preempted.jsonl"
-    args = fit_args(save_dir, record, "--step_checkpoint.every_n_train_steps=0", delay=0.4)
+    args = fit_args(save_dir, record, "--last_checkpoint.every_n_train_steps=0", delay=0.4)
     proc = spawn(args)
     wait_for(lambda: record.exists() and record.read_text().count("\n") >= 1, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)  # SIGTERM: a scheduler's preemption; SIGINT: Ctrl-C
     _, stderr = proc.communicate(timeout=60)
 
-    assert proc.returncode == 143, stderr
-    assert "stopped by SIGTERM; run the same command with --ckpt_path last to continue" in stderr
+    assert proc.returncode == code, stderr
+    last = checkpoints(save_dir) / "last.ckpt"
+    assert f"stopped by {sig.name}; continue with: {sys.executable} -m spe_lightning fit" in stderr
+    assert stderr.rstrip().endswith(f"--ckpt_path={last}")
     assert "Traceback" not in stderr
-    saved = torch.load(checkpoints(save_dir) / "last-step.ckpt", weights_only=True)
+    saved = torch.load(last, weights_only=True)
     assert saved["global_step"] == read_rows(record)[-1]["step"] < 2 * BATCHES_PER_EPOCH
     resumed = run(fit_args(save_dir, tmp_path / "resumed.jsonl", "--ckpt_path=last"))
     assert_same_state(resumed, reference)
@@ -275,7 +284,7 @@ NON_FINITE = {
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, capsys, case):
     save_dir = tmp_path / "runs"
     extra, message = NON_FINITE[case]
-    args = fit_args(save_dir, tmp_path / "b.jsonl", *extra, "--step_checkpoint.every_n_train_steps=1")
+    args = fit_args(save_dir, tmp_path / "b.jsonl", *extra, "--last_checkpoint.every_n_train_steps=1")
     with pytest.raises(SystemExit) as exc:
         run(args)
     assert exc.value.code == 1
@@ -284,7 +293,7 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
     step = int(errors[0].split(" at step ")[1].split()[0])
     kept = sorted(checkpoints(save_dir).glob("*.ckpt"))
-    assert [path.name for path in kept] == (["last-step.ckpt"] if step else [])
+    assert [path.name for path in kept] == (["last.ckpt"] if step else [])
     for path in kept:
         checkpoint = torch.load(path, weights_only=True)
         assert checkpoint["global_step"] < step

@@ -92,8 +92,8 @@ def test_one_lam_series_per_block_ending_at_the_checkpoint_value(spem_run):
     final = []
     for block in BLOCKS:
         events = acc.Scalars(f"lam/{block}")
-        # the start, every 3 optimizer steps, and each epoch end (steps 4 and 8): no per-step logging
-        assert [e.step for e in events] == [0, 3, 4, 6, 8]
+        # the start, every 3 optimizer steps, and each epoch end (after steps 4 and 8), at Lightning's steps
+        assert [e.step for e in events] == [0, 2, 3, 5, 7]
         p = state[f"net.{block.replace('/', '.')}.bn2.attn.pool.p"]
         lam = (p[0] ** 2 / (p**2).sum()).item()
         assert events[-1].value == pytest.approx(lam, abs=1e-6)
@@ -107,7 +107,7 @@ def test_spem_histograms_gate_summaries_and_figure_every_epoch(spem_run):
     histograms = acc.Tags()["histograms"]
     for block in BLOCKS:
         for param in SPEM_PARAMETERS:
-            assert [e.step for e in acc.Histograms(f"spem_{param}/{block}")] == [4, 8]
+            assert [e.step for e in acc.Histograms(f"spem_{param}/{block}")] == [3, 7]
         gate = acc.Histograms(f"gate/{block}")[-1].histogram_value
         assert gate.num == 64 * (
             16 if block.startswith("layer1") else 32 if block.startswith("layer2") else 64
@@ -115,12 +115,12 @@ def test_spem_histograms_gate_summaries_and_figure_every_epoch(spem_run):
         assert 0.0 < gate.min <= gate.max < 1.0
         means = acc.Scalars(f"gate_mean/{block}")
         stds = acc.Scalars(f"gate_std/{block}")
-        assert [e.step for e in means] == [e.step for e in stds] == [4, 8]
+        assert [e.step for e in means] == [e.step for e in stds] == [3, 7]
         assert gate.min <= means[-1].value <= gate.max
         assert stds[-1].value >= 0.0
     assert len(histograms) == len(BLOCKS) * (len(SPEM_PARAMETERS) + 1)
     images = acc.Images("lam/overview")
-    assert [image.step for image in images] == [4, 8]
+    assert [image.step for image in images] == [3, 7]
     assert images[-1].encoded_image_string.startswith(b"\x89PNG")
 
 
@@ -172,10 +172,10 @@ def test_learned_pooling_in_another_attention_and_sparser_summaries(tmp_path):
     monitor = PoolingMonitor(summary_every_n_epochs=2)
     acc = read_events(fit_tiny_run(tmp_path, attention="cbam", pool="learned", monitor=monitor))
     assert tags_with_prefix(acc, "scalars", "lam/") == [f"lam/{block}" for block in BLOCKS]
-    assert all([e.step for e in acc.Scalars(f"lam/{block}")] == [0, 3, 4, 6, 8] for block in BLOCKS)
+    assert all([e.step for e in acc.Scalars(f"lam/{block}")] == [0, 2, 3, 5, 7] for block in BLOCKS)
     assert tags_with_prefix(acc, "scalars", "gate_mean/") == [f"gate_mean/{block}" for block in BLOCKS]
-    assert all([e.step for e in acc.Scalars(f"gate_mean/{block}")] == [8] for block in BLOCKS)
-    assert [image.step for image in acc.Images("lam/overview")] == [8]
+    assert all([e.step for e in acc.Scalars(f"gate_mean/{block}")] == [7] for block in BLOCKS)
+    assert [image.step for image in acc.Images("lam/overview")] == [7]
     assert tags_with_prefix(acc, "histograms", "spem") == []
 
 
@@ -195,9 +195,9 @@ def test_two_process_ddp_writes_one_event_file_from_rank_zero(tmp_path):
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
     acc = read_events(run)
     assert tags_with_prefix(acc, "scalars", "lam/") == [f"lam/{block}" for block in BLOCKS]
-    assert [e.step for e in acc.Scalars("lam/layer1/0")] == [0, 3, 4]
-    assert [e.step for e in acc.Scalars("gate_mean/layer1/0")] == [4]
-    assert [image.step for image in acc.Images("lam/overview")] == [4]
+    assert [e.step for e in acc.Scalars("lam/layer1/0")] == [0, 2, 3]
+    assert [e.step for e in acc.Scalars("gate_mean/layer1/0")] == [3]
+    assert [image.step for image in acc.Images("lam/overview")] == [3]
 
 
 @pytest.mark.parametrize(

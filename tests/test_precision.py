@@ -98,7 +98,7 @@ def test_cli_fit_at_each_precision(tmp_path: Path, precision: str, runs_as: str)
             assert cli.model.net.conv1(torch.randn(1, 1, 8, 8)).dtype == torch.bfloat16
     assert trainer.global_step == 3
     assert all(torch.isfinite(trainer.callback_metrics[k]) for k in ("train/loss_epoch", "val/acc1"))
-    checkpoint = torch.load(trainer.checkpoint_callback.last_model_path, weights_only=False)
+    checkpoint = torch.load(Path(trainer.log_dir) / "checkpoints" / "last.ckpt", weights_only=False)
     p = [v for k, v in checkpoint["state_dict"].items() if k.endswith(".pool.p")]
     assert p and all(v.dtype == torch.float32 for v in p)
 

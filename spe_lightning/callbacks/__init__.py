@@ -1,7 +1,7 @@
 """Lightning callbacks: pooling monitor, predictions, and the crash-safety trio."""
 
-from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, RandomState, StepCheckpoint
+from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 
-__all__ = ["CSVPredictionWriter", "FiniteLossGuard", "PoolingMonitor", "RandomState", "StepCheckpoint"]
+__all__ = ["CSVPredictionWriter", "FiniteLossGuard", "LastCheckpoint", "PoolingMonitor", "RandomState"]

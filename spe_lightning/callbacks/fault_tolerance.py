@@ -4,9 +4,8 @@
   augmentations as an uninterrupted one (Lightning restores weights, optimiser, schedulers and loop
   counters, but not the RNGs). Together with :class:`~spe_lightning.data.resumable.ResumableDataLoader`
   (the sample order) a CPU run resumed from any checkpoint ends with the same weights.
-* :class:`StepCheckpoint` writes ``last-step.ckpt`` every N optimizer steps and when the job receives
-  SIGTERM (how SLURM and most schedulers preempt); ``--ckpt_path last`` picks the newest of it and the
-  epoch-end ``last.ckpt``.
+* :class:`LastCheckpoint` writes ``last.ckpt`` at every epoch end, every N optimizer steps and when SIGTERM
+  (how SLURM and most schedulers preempt) or SIGINT stops the run; ``--ckpt_path last`` resumes it.
 * :class:`FiniteLossGuard` stops at the first NaN/inf training loss, before the update, naming the step,
   and refuses to checkpoint non-finite weights, so the newest checkpoint is always the last good state.
 """
@@ -21,10 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
+
+from spe_lightning.errors import InputError, RunFailure
+from spe_lightning.runs import CHECKPOINTS, LAST
 
 
 class RandomState(Callback):
@@ -60,48 +63,75 @@ class RandomState(Callback):
             torch.cuda.set_rng_state_all(cuda)
 
 
-class StepCheckpoint(ModelCheckpoint):
-    """``last-step.ckpt`` every ``every_n_train_steps`` optimizer steps and on SIGTERM.
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt``: the newest state of the run, whatever the monitored metric does.
+
+    Written at every epoch end (after validation and the best-k callback, so it holds their state), every
+    ``every_n_train_steps`` optimizer steps, and when SIGTERM or SIGINT stops the run at a batch boundary.
+    Each save replaces the previous one atomically (the CLI's ``SafeCheckpointIO``). Best-k files are the
+    ``ModelCheckpoint``'s business; this file is what ``--ckpt_path last`` resumes.
 
     Args:
-        every_n_train_steps: steps between mid-epoch checkpoints; 0 saves only on SIGTERM. Each save
-            replaces the previous one (atomically, with the CLI's ``SafeCheckpointIO``).
-        save_on_sigterm: on SIGTERM Lightning stops after the current batch; save its state before exit.
-        dirpath: folder; None uses the run's ``checkpoints`` folder, next to ``last.ckpt``.
+        every_n_train_steps: steps between mid-epoch saves; 0 saves only at epoch ends and on signals.
+        save_on_signal: save when SIGTERM or SIGINT stops the run.
+        dirpath: the run's checkpoint folder; the CLI's run layer sets it. None: ``<log_dir>/checkpoints``.
     """
 
-    CHECKPOINT_NAME_LAST = "last-step"
+    FILENAME = LAST
 
     def __init__(
-        self, every_n_train_steps: int = 0, save_on_sigterm: bool = True, dirpath: str | None = None
+        self, every_n_train_steps: int = 0, save_on_signal: bool = True, dirpath: str | None = None
     ) -> None:
         if every_n_train_steps < 0:
-            raise ValueError(
-                f"every_n_train_steps must be >= 0 (0 saves only on SIGTERM), got {every_n_train_steps}"
+            raise InputError(
+                f"every_n_train_steps must be >= 0 (0 saves at epoch ends only), got {every_n_train_steps}"
             )
-        super().__init__(
-            dirpath=dirpath,
-            save_last=True,
-            save_top_k=0,
-            every_n_train_steps=every_n_train_steps,
-            every_n_epochs=0,
-            enable_version_counter=False,
-        )
-        self.save_on_sigterm = save_on_sigterm
+        self.every_n_train_steps = every_n_train_steps
+        self.save_on_signal = save_on_signal
+        self.dirpath = dirpath
+        self.path: Path | None = None
+        """Where the newest save went (set in ``setup``)."""
+        self._saved_step = -1
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Nothing: the end-of-training state is the main checkpoint's ``last.ckpt``."""
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        folder = Path(self.dirpath) if self.dirpath else Path(trainer.log_dir or trainer.default_root_dir)
+        self.path = folder / self.FILENAME if self.dirpath else folder / CHECKPOINTS / self.FILENAME
+
+    def save(self, trainer: Trainer, again: bool = False) -> None:
+        """Save now (every rank calls it; rank 0 writes); once per optimizer step unless ``again``."""
+        if (
+            self.path is None
+            or trainer.sanity_checking
+            or (trainer.global_step == self._saved_step and not again)
+        ):
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if self.every_n_train_steps and trainer.global_step % self.every_n_train_steps == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # where ModelCheckpoint saves too, and after it (Lightning runs checkpoint callbacks last, in order):
+        # the epoch's validation and best-model bookkeeping are in, even at a step saved a moment ago
+        self.save(trainer, again=True)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not (isinstance(exception, SIGTERMException) and self.save_on_sigterm):
-            return
-        if self._should_skip_saving_checkpoint(trainer):
-            return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-        rank_zero_info(f"SIGTERM: saved {self.last_model_path} at step {trainer.global_step}")
+        if (
+            isinstance(exception, SIGTERMException)
+            and self.save_on_signal
+            and trainer.state.fn == TrainerFn.FITTING
+        ):
+            self.save(trainer)
+            rank_zero_info(f"saved {self.path} at step {trainer.global_step}")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunFailure):
     """The training loss, or the weights about to be checkpointed, became NaN or infinite."""
 
 
@@ -135,12 +165,21 @@ class FiniteLossGuard(Callback):
     ) -> None:
         if not self.enabled:
             return
-        # parameters and buffers (BatchNorm statistics); metric states such as a running max start at -inf
-        tensors = chain(pl_module.named_parameters(), pl_module.named_buffers())
-        broken = [name for name, value in tensors if value.is_floating_point() and not value.isfinite().all()]
-        if broken:
+        # parameters and buffers (BatchNorm statistics); metric states such as a running max start at -inf.
+        # One stacked check and one reduction, so under DDP every rank takes the same decision.
+        tensors = [
+            (name, value)
+            for name, value in chain(pl_module.named_parameters(), pl_module.named_buffers())
+            if value.is_floating_point()
+        ]
+        finite = torch.stack([value.isfinite().all() for _, value in tensors]) if tensors else None
+        broken = (
+            [] if finite is None or bool(finite.all()) else [tensors[int(i)][0] for i in (~finite).nonzero()]
+        )
+        if trainer.strategy.reduce_boolean_decision(bool(broken), all=False):
             more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
-            self._stop(trainer, f"weights are non-finite ({broken[0]}{more})", "stopped without saving them")
+            what = f"{broken[0]}{more}" if broken else "on another rank"
+            self._stop(trainer, f"weights are non-finite ({what})", "stopped without saving them")
 
     @staticmethod
     def _stop(trainer: Trainer, problem: str, action: str) -> None:
@@ -153,8 +192,5 @@ class FiniteLossGuard(Callback):
 
 
 def _newest_last_checkpoint(trainer: Trainer) -> str | None:
-    paths = [
-        Path(cb.last_model_path) for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")
-    ]
-    existing = [path for path in paths if path.is_file()]
-    return str(max(existing, key=lambda path: path.stat().st_mtime)) if existing else None
+    paths = [cb.path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint) and cb.path is not None]
+    return next((str(path) for path in paths if path.is_file()), None)

@@ -10,6 +10,8 @@ What is logged (block names like ``layer1.0``, written ``layer1/0`` in tags):
 - ``spem_{reweight,excite}_{weight,bias}/<stage>/<block>`` histograms.
 - ``lam/overview`` image: lam against depth, and the blocks x epochs heatmap so far.
 
+Steps follow Lightning's ``self.log`` (:func:`logging_step`); the value at initialisation is logged at step 0.
+
 The last three are written once per epoch (every ``summary_every_n_epochs``), after validation.
 - HParams: the module's and datamodule's hyperparameters with ``hp_metrics`` (``val/acc1_best``) as the
   metric columns, which the normal logging of those keys fills in.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,13 +137,16 @@ class PoolingMonitor(Callback):
                 f"but the model's learned pools are {self.blocks}"
             )
         self._every = self.log_every_n_steps or trainer.log_every_n_steps
+        ckpt = trainer.ckpt_path
         if trainer.is_global_zero:
             for logger in self._tensorboards(trainer):
+                if ckpt is not None and Path(ckpt).absolute().parents[1] == Path(logger.log_dir).absolute():
+                    continue  # resumed in its own folder, whose first writer logged these at step 0
                 self._write_layout(logger)
                 self._write_hparams(trainer, pl_module, logger)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._pools and trainer.is_global_zero:
+        if self._pools and trainer.is_global_zero and trainer.global_step == 0:  # resumed: logged already
             self._log_lams(trainer, self._current_lams())
 
     def on_train_batch_end(
@@ -179,7 +185,7 @@ class PoolingMonitor(Callback):
         )
         if not trainer.is_global_zero:
             return
-        step = trainer.global_step
+        step = logging_step(trainer)
         if self._pools:
             lams = self._current_lams()
             self._log_lams(trainer, lams)
@@ -236,7 +242,7 @@ class PoolingMonitor(Callback):
         return torch.stack([pool.lam for _, pool in self._pools]).cpu()
 
     def _log_lams(self, trainer: Trainer, lams: Tensor) -> None:
-        step = trainer.global_step
+        step = logging_step(trainer)
         if step == self._last_logged_step:  # epoch end on a logging step, or gradient accumulation
             return
         metrics = {
@@ -301,3 +307,13 @@ class PoolingMonitor(Callback):
         params = dict(trainer.datamodule.hparams_initial) if trainer.datamodule is not None else {}
         params.update(pl_module.hparams_initial)
         logger.log_hyperparams(params, dict.fromkeys(self.hp_metrics, 0))
+
+
+def logging_step(trainer: Trainer) -> int:
+    """Lightning's step for what is logged after an optimizer step: its 0-based index (``global_step - 1``).
+
+    ``self.log`` metrics use it too, so lam and ``val/acc1`` of an epoch share a step, and everything
+    logged before a checkpoint at ``global_step`` G has a step below G: a resumed run's TensorBoard writer
+    (``purge_step=G``) then drops exactly what the interrupted run logged after its checkpoint.
+    """
+    return max(trainer.global_step - 1, 0)

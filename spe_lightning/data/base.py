@@ -18,6 +18,7 @@ from torchvision.transforms import v2
 
 from spe_lightning.data.predict import ImageFileDataset
 from spe_lightning.data.resumable import ResumableDataLoader
+from spe_lightning.errors import InputError
 
 Split = Literal["train", "val", "test"]
 
@@ -49,7 +50,7 @@ def to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Ca
 
 def _check_positive(name: str, value: int) -> None:
     if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
+        raise InputError(f"{name} must be a positive integer, got {value}")
 
 
 class ImageDataModule(LightningDataModule, ABC):
@@ -99,9 +100,9 @@ class ImageDataModule(LightningDataModule, ABC):
         _check_positive("batch_size", batch_size)
         _check_positive("eval_batch_size", eval_batch_size)
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise InputError(f"num_workers must be >= 0, got {num_workers}")
         if not 0.0 <= val_split < 1.0:
-            raise ValueError(f"val_split must be in [0, 1), got {val_split}")
+            raise InputError(f"val_split must be in [0, 1), got {val_split}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -129,7 +130,7 @@ class ImageDataModule(LightningDataModule, ABC):
         """Seeded (train, val) indices over ``range(n)`` for ``val_split``; same seed, same split."""
         n_val = round(self.val_split * n)
         if not 0 < n_val < n:
-            raise ValueError(
+            raise InputError(
                 f"val_split={self.val_split} puts {n_val} of {n} training samples in validation; "
                 "choose a fraction that leaves at least one sample on each side"
             )

@@ -12,6 +12,7 @@ from torchvision.datasets.utils import check_integrity, download_url, extract_ar
 from torchvision.transforms import v2
 
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
+from spe_lightning.errors import InputError, MissingInput
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -88,14 +89,14 @@ class CIFAR10DataModule(ImageDataModule):
             download_url(cls.url, self.root, cls.filename, cls.tgz_md5)
         except Exception as err:
             found = f"{archive} failed its MD5 check (corrupt or truncated) and " if stale else ""
-            raise RuntimeError(
+            raise InputError(
                 f"{found}downloading {cls.url} to {archive} failed ({_one_line(err)}); "
                 f"without network, place {cls.filename} or the extracted {cls.base_folder}/ in {self.root}"
             ) from err
         try:
             extract_archive(archive, self.root)
         except Exception as err:
-            raise RuntimeError(
+            raise InputError(
                 f"cannot extract {archive}, it is corrupt or truncated ({_one_line(err)}); delete it and "
                 "download again"
             ) from err
@@ -108,28 +109,28 @@ class CIFAR10DataModule(ImageDataModule):
         self.classes = dataset.classes
         return dataset
 
-    def _explain(self, err: Exception) -> Exception:
+    def _explain(self, err: Exception) -> InputError:
         """Turn torchvision's load failure into a one-line error naming the missing or damaged file."""
         name, files = self.dataset_cls.__name__, self._files()
         missing = [file for file, _ in files if not (self.folder / file).is_file()]
         if len(missing) == len(files):
-            return FileNotFoundError(
+            return MissingInput(
                 f"{name} not found: expected {self.folder}; {HINT}, or place {self.dataset_cls.base_folder} "
                 f"(extracted from {self.dataset_cls.filename}) in {self.root}"
             )
         if missing:
-            return FileNotFoundError(
+            return MissingInput(
                 f"{name} is incomplete: {', '.join(missing)} missing in {self.folder}; {HINT} again"
             )
         for file, md5 in files:
             path = self.folder / file
             problem = "MD5 mismatch" if not check_integrity(path, md5) else _unpickle_error(path)
             if problem:
-                return RuntimeError(
+                return InputError(
                     f"{name} file {path} is corrupt or truncated ({problem}); "
                     f"delete {self.folder} and {HINT} again"
                 )
-        return RuntimeError(f"cannot read {name} from {self.folder} ({_one_line(err)}); {HINT} again")
+        return InputError(f"cannot read {name} from {self.folder} ({_one_line(err)}); {HINT} again")
 
 
 class CIFAR100DataModule(CIFAR10DataModule):

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset, random_split
 from torchvision.transforms import v2
 
 from spe_lightning.data.base import ImageDataModule, Split
+from spe_lightning.errors import InputError
 
 # Pixel statistics of all 1797 images scaled to [0, 1] (fixed, like the CIFAR constants).
 DIGITS_MEAN = (0.3053,)
@@ -54,11 +55,11 @@ class DigitsDataModule(ImageDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path)
         if image_size < 8:
-            raise ValueError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
+            raise InputError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
         if in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+            raise InputError(f"in_chans must be 1 or 3, got {in_chans}")
         if not 0.0 < test_split < 1.0:
-            raise ValueError(f"test_split must be in (0, 1), got {test_split}")
+            raise InputError(f"test_split must be in (0, 1), got {test_split}")
         self.image_size = image_size
         self.in_chans = in_chans
         self.test_split = test_split

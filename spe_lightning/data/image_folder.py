@@ -1,16 +1,29 @@
-"""ImageNet-style folders (``train/``, ``val/``, optional ``test/``, one sub-folder per class)."""
+"""ImageNet-style folders (``train/``, ``val/``, optional ``test/``, one sub-folder per class).
+
+Folders are read by :class:`CheckedImageFolder`: symlinked folders and files are followed, but a link that
+leads to a folder the split already reads (a loop such as ``train/cat/loop -> ..``, or a second link to one
+folder) is an error naming the link, never a walk through the loop or images under the wrong class. Every
+image is opened and verified up front (``PIL.Image.verify``: the header, and for PNG every chunk's CRC), so
+a text file named ``.jpg``, an empty file or a truncated PNG is named before the run starts; an image that
+still fails to decode later (a truncated JPEG) stops the run with an error naming the file.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import v2
 
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
+from spe_lightning.errors import InputError, MissingInput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,7 +49,7 @@ class ImageFolderDataModule(ImageDataModule):
     def __init__(self, data_dir: str, image_size: int = 224, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if image_size < 1:
-            raise ValueError(f"image_size must be a positive integer, got {image_size}")
+            raise InputError(f"image_size must be a positive integer, got {image_size}")
         self.data_dir = data_dir
         self.image_size = image_size
         self.dirs = self._find_dirs(Path(data_dir).expanduser().resolve())
@@ -57,25 +70,25 @@ class ImageFolderDataModule(ImageDataModule):
     @staticmethod
     def _find_dirs(root: Path) -> dict[str, Path]:
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder data_dir {root} does not exist; {LAYOUT}")
+            raise MissingInput(f"image folder data_dir {root} does not exist; {LAYOUT}")
         dirs = {"train": root / "train", "val": root / "val"}
         for name, path in dirs.items():
             if not path.is_dir():
-                raise FileNotFoundError(f"{name} folder {path} not found; {LAYOUT}")
+                raise MissingInput(f"{name} folder {path} not found; {LAYOUT}")
         dirs["test"] = root / "test" if (root / "test").is_dir() else dirs["val"]
         return dirs
 
     def _find_classes(self) -> list[str]:
         classes = self._class_folders(self.dirs["train"])
         if len(classes) < 2:
-            raise ValueError(
+            raise InputError(
                 f"{self.dirs['train']} has {len(classes)} class folder ({classes[0]}); "
                 "classification needs at least 2"
             )
         for name in ("val", "test"):
             other = self._class_folders(self.dirs[name])
             if other != classes:
-                raise ValueError(
+                raise InputError(
                     f"class folders of {self.dirs[name]} differ from train/: missing "
                     f"{sorted(set(classes) - set(other))}, extra {sorted(set(other) - set(classes))}"
                 )
@@ -86,11 +99,91 @@ class ImageFolderDataModule(ImageDataModule):
         try:
             return find_classes(path)[0]
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"no class sub-folders in {path}; {LAYOUT}") from err
+            raise MissingInput(f"no class sub-folders in {path}; {LAYOUT}") from err
 
     def _load_split(self, split: Split) -> Dataset:
         path = self.dirs[split]
         try:
-            return ImageFolder(path)
+            return CheckedImageFolder(path)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{path}: {' '.join(str(err).split())}") from err
+            raise MissingInput(f"{path}: {' '.join(str(err).split())}") from err
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode an image as RGB; a file that cannot be decoded is an error that names it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable or truncated files
+        raise InputError(f"cannot decode image {path} ({err}); delete or replace it") from err
+
+
+def verify_image(path: str) -> str | None:
+    """Why ``path`` is not a readable image (None if it is): header and, for PNG, every chunk's CRC."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as err:  # PIL raises many types for bad files: OSError, SyntaxError, struct.error ...
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return None
+
+
+class CheckedImageFolder(ImageFolder):
+    """torchvision's ``ImageFolder`` with a loop-safe walk, images verified up front, decode errors named.
+
+    Args:
+        root: the split folder, one sub-folder per class.
+        verify_workers: threads that verify the images (file reads dominate, so threads overlap them).
+    """
+
+    def __init__(self, root: str | Path, verify_workers: int = 8) -> None:
+        super().__init__(root, loader=load_rgb)
+        paths = [path for path, _ in self.samples]
+        with ThreadPoolExecutor(verify_workers) as pool:
+            for path, problem in zip(paths, pool.map(verify_image, paths), strict=True):
+                if problem is not None:
+                    raise InputError(f"cannot read image {path} ({problem}); delete or replace it")
+
+    @staticmethod
+    def make_dataset(
+        directory: str | Path,
+        class_to_idx: dict[str, int],
+        extensions: str | tuple[str, ...] | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        """``(path, class index)`` of every image under each class folder, in sorted order."""
+        root = Path(directory)
+        suffixes = tuple(extensions or IMG_EXTENSIONS)
+        seen = {root.resolve(): root} | {(root / name).resolve(): root / name for name in class_to_idx}
+        valid = is_valid_file or (lambda file: file.lower().endswith(suffixes))
+        samples: list[tuple[str, int]] = []
+        empty = []
+        for name, index in sorted(class_to_idx.items()):
+            found = [(path, index) for path in _walk(root / name, seen) if valid(path)]
+            samples += found
+            empty += [] if found else [name]
+        if empty and not allow_empty:  # torchvision's rule and message
+            raise MissingInput(
+                f"Found no valid file for the classes {', '.join(empty)}. "
+                f"Supported extensions are: {', '.join(suffixes)}"
+            )
+        return samples
+
+
+def _walk(folder: Path, seen: dict[Path, Path]) -> list[str]:
+    """Files under ``folder``, following symlinks; a link back to a folder in ``seen`` is an error."""
+    files: list[str] = []
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if entry.is_dir():  # follows symlinks
+            real = Path(entry.path).resolve()
+            if real in seen:
+                raise InputError(
+                    f"{entry.path} leads to {seen[real]}, a folder this split already reads (a symlink loop "
+                    "or a second link to one folder); remove the link"
+                )
+            seen[real] = Path(entry.path)
+            files += _walk(Path(entry.path), seen)
+        elif entry.is_file():
+            files.append(entry.path)
+    return files

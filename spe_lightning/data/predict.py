@@ -10,6 +10,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from spe_lightning.errors import InputError, MissingInput
+
 _MODES = {1: "L", 3: "RGB"}
 
 
@@ -30,7 +32,7 @@ class ImageFileDataset(Dataset):
 
     def __init__(self, path: str | Path, transform: Callable, channels: int = 3) -> None:
         if channels not in _MODES:
-            raise ValueError(f"channels must be one of {sorted(_MODES)}, got {channels}")
+            raise InputError(f"channels must be one of {sorted(_MODES)}, got {channels}")
         self.transform = transform
         self.channels = channels
         self.files = self._list_files(Path(path).expanduser().resolve())
@@ -43,12 +45,12 @@ class ImageFileDataset(Dataset):
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
             if not files:
-                raise FileNotFoundError(f"no image files in predict folder {path} (allowed: {allowed})")
+                raise MissingInput(f"no image files in predict folder {path} (allowed: {allowed})")
             return files
         if not path.is_file():
-            raise FileNotFoundError(f"predict_path {path} does not exist; give an image file or a folder")
+            raise MissingInput(f"predict_path {path} does not exist; give an image file or a folder")
         if path.suffix.lower() not in IMG_EXTENSIONS:
-            raise ValueError(f"predict_path {path} is not an image file (allowed: {allowed})")
+            raise InputError(f"predict_path {path} is not an image file (allowed: {allowed})")
         return [path]
 
     def _check_channels(self, file: Path) -> None:
@@ -56,9 +58,9 @@ class ImageFileDataset(Dataset):
             with Image.open(file) as image:
                 found, mode = image_channels(image), image.mode
         except (OSError, UnidentifiedImageError) as err:
-            raise ValueError(f"cannot read image {file}: {err}") from err
+            raise InputError(f"cannot read image {file}: {err}") from err
         if found != self.channels:
-            raise ValueError(
+            raise InputError(
                 f"image {file} has {found} channel(s) (PIL mode {mode}), expected {self.channels} "
                 f"({_MODES[self.channels]}); convert it first"
             )

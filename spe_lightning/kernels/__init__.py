@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spe_lightning.errors import InputError
+
 ENV_VAR = "SPE_LIGHTNING_CPU_KERNEL"
 _MODES = ("auto", "1", "0")
 _SOURCE = Path(__file__).with_name("max_min.cpp")
@@ -47,7 +49,7 @@ MaxMinKernel = Callable[[Tensor], tuple[Tensor, Tensor]]
 def kernel_mode() -> str:
     mode = os.environ.get(ENV_VAR, "auto").strip().lower()
     if mode not in _MODES:
-        raise ValueError(f"{ENV_VAR}={mode!r} is not allowed; use one of {', '.join(_MODES)}")
+        raise InputError(f"{ENV_VAR}={mode!r} is not allowed; use one of {', '.join(_MODES)}")
     return mode
 
 

@@ -1,0 +1,213 @@
+"""Everything checked before a run writes anything: config files, values, outputs, checkpoint, data.
+
+:func:`check_config_files` runs before the parser (a YAML error names its file), :func:`check_config`
+right after it (values that Lightning or torch would divide by), :func:`check_before_run` once the model,
+data and trainer exist and before the run folder is created. Each failure is an
+:class:`~spe_lightning.errors.InputError` naming the value and what is allowed (exit status 2).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import instantiate_class
+
+from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
+from spe_lightning.checkpoint_io import check_checkpoint_fits
+from spe_lightning.classifier import ImageClassifier
+from spe_lightning.errors import InputError, MissingInput
+from spe_lightning.runs import RunPlan
+
+POSITIVE_TRAINER_KEYS = (
+    "accumulate_grad_batches",
+    "log_every_n_steps",
+    "check_val_every_n_epoch",
+    "num_nodes",
+)
+"""Trainer values that Lightning divides by (or counts with) and that must be >= 1 when given."""
+SCHEDULER_DRY_RUN_EPOCHS = 10_000
+STAGES = {"fit": "fit", "validate": "validate", "test": "test", "predict": "predict"}
+
+
+def _config_args(args: list[str]) -> Iterator[str]:
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            yield args[i + 1]
+        elif arg.startswith("--config="):
+            yield arg.split("=", 1)[1]
+
+
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config`` file (and each file it includes with ``config:``) is a readable YAML mapping."""
+    for name in _config_args(args):
+        _check_config_file(Path(name))
+
+
+def _check_config_file(path: Path) -> None:
+    if not path.is_file():
+        raise MissingInput(f"config file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise InputError(f"config file {path} is not valid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"config file {path} cannot be read ({err})") from None
+    if not isinstance(content, dict):
+        found = "empty" if content is None else f"a {type(content).__name__}, not a mapping"
+        raise InputError(
+            f"config file {path} is {found}; a config is a YAML mapping (model:, data:, trainer:, ...)"
+        )
+    included = content.get("config")
+    for name in included if isinstance(included, list) else [included] if included else []:
+        _check_config_file(path.parent / name if not Path(name).is_absolute() else Path(name))
+
+
+def check_config(config: Namespace) -> None:
+    """Values of the parsed subcommand config that would fail only later, with an unnamed error."""
+    for group in ("model", "data", "trainer"):
+        if not isinstance(config.get(group), (Namespace, type(None))):
+            raise InputError(
+                f"{group}: {config.get(group)!r} is not allowed; {group} takes a mapping of its arguments "
+                f"(see python -m spe_lightning fit --print_config)"
+            )
+    trainer = config.trainer
+    for key in POSITIVE_TRAINER_KEYS:
+        value = trainer.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise InputError(f"trainer.{key}={value!r} is not allowed; it must be a positive integer")
+    _check_optimization(config)
+    checkpoint = config.get("checkpoint")
+    if checkpoint is not None and checkpoint.get("dirpath") is not None:
+        raise InputError(
+            f"checkpoint.dirpath={checkpoint.dirpath!r} is not allowed: checkpoints live in the run folder "
+            "(<run>/checkpoints); move runs with trainer.logger.init_args.save_dir"
+        )
+    if checkpoint is not None and checkpoint.get("save_last"):
+        raise InputError(
+            f"checkpoint.save_last={checkpoint.save_last!r} is not allowed: last.ckpt is written at every "
+            "epoch end by last_checkpoint; leave checkpoint.save_last unset"
+        )
+
+
+def check_before_run(
+    plan: RunPlan,
+    trainer: Trainer,
+    model: ImageClassifier,
+    datamodule: LightningDataModule | None,
+    config: Namespace,
+) -> None:
+    """After the classes are built, before the run folder exists: outputs, checkpoint, metrics, data."""
+    check_writable(plan.folder)
+    writers = [cb for cb in trainer.callbacks if isinstance(cb, CSVPredictionWriter)]
+    if plan.subcommand == "predict":
+        for writer in writers:
+            _check_new_file(writer.output_path, "prediction_writer.output_path")
+    if plan.checkpoint is not None and plan.ckpt_path is not None:
+        check_checkpoint_fits(plan.checkpoint, model, plan.ckpt_path)
+        if not plan.fitting:
+            _check_finite(plan.checkpoint, plan.ckpt_path, model)
+    if plan.fitting:
+        _check_monitors(trainer, config)
+        if plan.ckpt_path is None:
+            model.check_pretrained_weights()
+    if datamodule is not None:
+        datamodule.prepare_data()
+        datamodule.setup(STAGES[plan.subcommand])
+
+
+def check_writable(folder: Path) -> None:
+    """Raise a one-line error naming ``folder`` if it cannot be created or written."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        return
+    raise InputError(
+        f"output folder {folder} cannot be written ({reason}); choose a writable "
+        "--trainer.logger.init_args.save_dir"
+    )
+
+
+def _check_new_file(path: str | None, key: str) -> None:
+    if path is None:
+        return
+    if Path(path).exists():
+        raise InputError(f"{key} {path} already exists; choose a new file (nothing is written over)")
+    check_writable(Path(path).parent)
+
+
+def _check_finite(checkpoint: dict[str, Any], path: Path, model: ImageClassifier) -> None:
+    """The network's weights and statistics (metric states such as a running max may be -inf)."""
+    network = [f"net.{key}" for key, value in model.net.state_dict().items() if value.is_floating_point()]
+    broken = [key for key in network if not bool(checkpoint["state_dict"][key].isfinite().all())]
+    if broken:
+        more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise InputError(
+            f"checkpoint {path} holds non-finite weights ({broken[0]}{more}); it cannot be evaluated"
+        )
+
+
+def _check_monitors(trainer: Trainer, config: Namespace) -> None:
+    allowed = ImageClassifier.monitorable_metrics()
+    monitors = [
+        (f"{type(cb).__name__}(monitor=...)", cb.monitor)
+        for cb in trainer.callbacks
+        if isinstance(cb, (ModelCheckpoint, EarlyStopping)) and cb.monitor is not None
+    ]
+    scheduler = config.get("lr_scheduler")
+    if scheduler is not None and (scheduler.get("init_args") or {}).get("monitor") is not None:
+        monitors.append(("lr_scheduler.init_args.monitor", scheduler.init_args.monitor))
+    for where, name in monitors:
+        if name not in allowed:
+            raise InputError(
+                f"{where} {name!r} is not a metric the model logs; choose one of: {', '.join(allowed)}"
+            )
+
+
+def _check_optimization(config: Namespace) -> None:
+    """Build the configured optimizer and scheduler on a dummy parameter and step them through the epochs."""
+    optimizer_init, scheduler_init = config.get("optimizer"), config.get("lr_scheduler")
+    if optimizer_init is None:
+        return
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    name = f"optimizer {optimizer_init.class_path.rsplit('.', 1)[-1]}({_args(optimizer_init)})"
+    try:
+        optimizer = instantiate_class(dummy, optimizer_init)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{name} is not allowed: {err}") from None
+    if scheduler_init is None:
+        return
+    name = f"lr_scheduler {scheduler_init.class_path.rsplit('.', 1)[-1]}({_args(scheduler_init)})"
+    max_epochs = config.trainer.get("max_epochs")
+    epochs = max_epochs if max_epochs and max_epochs > 0 else SCHEDULER_DRY_RUN_EPOCHS
+    epoch = 0
+    try:
+        scheduler = instantiate_class(optimizer, scheduler_init)
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        while epoch < min(epochs, SCHEDULER_DRY_RUN_EPOCHS):
+            epoch += 1
+            optimizer.step()
+            scheduler.step(0.0) if plateau else scheduler.step()
+    except Exception as err:  # the scheduler's own arithmetic: ZeroDivisionError, ValueError, ...
+        at = f" at epoch {epoch}" if epoch else ""
+        raise InputError(f"{name} fails{at} ({type(err).__name__}: {err}); fix its arguments") from None
+
+
+def _args(init: Namespace) -> str:
+    values = vars(init.get("init_args") or Namespace())
+    return ", ".join(f"{k}={v!r}" for k, v in values.items() if k != "optimizer")
