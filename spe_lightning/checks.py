@@ -34,7 +34,6 @@ POSITIVE_TRAINER_KEYS = (
 )
 """Trainer values that Lightning divides by (or counts with) and that must be >= 1 when given."""
 SCHEDULER_DRY_RUN_EPOCHS = 10_000
-STAGES = {"fit": "fit", "validate": "validate", "test": "test", "predict": "predict"}
 
 
 def _config_args(args: list[str]) -> Iterator[str]:
@@ -123,7 +122,7 @@ def check_before_run(
             model.check_pretrained_weights()
     if datamodule is not None:
         datamodule.prepare_data()
-        datamodule.setup(STAGES[plan.subcommand])
+        datamodule.setup(plan.subcommand)  # Lightning's stage names are the subcommands
 
 
 def check_writable(folder: Path) -> None:

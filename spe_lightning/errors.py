@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -66,6 +67,9 @@ class StopSignal:
     @contextmanager
     def forwarding(cls, resume_command: str | None) -> Iterator[None]:
         cls.received, cls.resume_command = None, resume_command
+        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+            yield
+            return
         previous = signal.signal(signal.SIGINT, cls._on_sigint)
         try:
             yield

@@ -85,10 +85,16 @@ def run_of_checkpoint(path: Path) -> Run:
     return Run(parent.parent if parent.name == CHECKPOINTS else parent)
 
 
+def _number(folder: Path) -> int | None:
+    """N of a ``version_N`` folder name, else None."""
+    digits = folder.name[len(VERSION_PREFIX) :]
+    return int(digits) if folder.name.startswith(VERSION_PREFIX) and digits.isdigit() else None
+
+
 def versions(root: Path) -> list[Run]:
     """The runs ``root/version_N``, by N."""
-    found = [p for p in root.glob(f"{VERSION_PREFIX}*") if p.name[len(VERSION_PREFIX) :].isdigit()]
-    return [Run(p) for p in sorted(found, key=lambda p: int(p.name[len(VERSION_PREFIX) :]))]
+    found = [folder for folder in root.glob(f"{VERSION_PREFIX}*") if _number(folder) is not None]
+    return [Run(folder) for folder in sorted(found, key=_number)]
 
 
 def newest_run(root: Path, with_checkpoint: bool = False) -> Run | None:
@@ -99,8 +105,7 @@ def newest_run(root: Path, with_checkpoint: bool = False) -> Run | None:
 
 def next_folder(root: Path) -> Path:
     runs = versions(root)
-    number = int(runs[-1].folder.name[len(VERSION_PREFIX) :]) + 1 if runs else 0
-    return root / f"{VERSION_PREFIX}{number}"
+    return root / f"{VERSION_PREFIX}{_number(runs[-1].folder) + 1 if runs else 0}"
 
 
 def _versioned_loggers(logger: Any) -> list[Namespace]:
