@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -235,3 +236,20 @@ def test_gradient_goes_to_the_first_extreme_on_large_maps_with_ties(hw):
     expected.scatter_(2, flat.argmax(2, keepdim=True), g[0, ..., 0])
     expected.scatter_add_(2, flat.argmin(2, keepdim=True), g[1, ..., 0])
     torch.testing.assert_close(xg.grad, expected.view_as(x))
+
+
+def test_pool_shorthand_sets_the_pools_argument_and_rejects_what_it_cannot_set():
+    from spe_lightning.layers.pool import parse_pool
+
+    assert parse_pool("maxmin@0.25") == ("maxmin", {"lam": 0.25})
+    assert parse_pool("avg") == ("avg", {})
+    assert torch.equal(create_pool("maxmin@0.25").stat_weights(), torch.tensor([0.25, 0.75]))
+    for spec, message in [
+        ("max@3", "'max' takes no @value (pools that do: fixed_mix@<lam>, maxmin@<lam>)"),
+        ("maxmin@x", "'x' is not a number (maxmin@<lam>)"),
+        ("median@1", "unknown pool 'median'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            create_pool(spec)
+    with pytest.raises(ValueError, match="sets lam twice"):
+        create_pool("maxmin@0.25", lam=0.5)

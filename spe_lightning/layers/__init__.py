@@ -1,7 +1,7 @@
 """Pooling strategies and attention modules, one file per family (timm-style)."""
 
 from spe_lightning.layers.cbam import CBAM, ChannelGate, SpatialGate
-from spe_lightning.layers.create_attn import attention_names, create_attention, is_attention
+from spe_lightning.layers.create_attn import attention_names, create_attention, default_pool, is_attention
 from spe_lightning.layers.eca import EfficientChannelAttention, eca_kernel_size
 from spe_lightning.layers.max_min import global_max_min
 from spe_lightning.layers.pool import (
@@ -42,6 +42,7 @@ __all__ = [
     "combine_stats",
     "create_attention",
     "create_pool",
+    "default_pool",
     "eca_kernel_size",
     "global_max_min",
     "is_attention",

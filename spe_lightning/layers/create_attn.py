@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -31,6 +32,13 @@ def attention_names() -> list[str]:
 def is_attention(name: str | None) -> bool:
     """False for the names that mean "plain network"."""
     return name is not None and str(name).lower() != "none"
+
+
+def default_pool(name: str | None) -> str | None:
+    """The pool an attention uses when none is given (``se`` -> ``avg``); None for no attention."""
+    if not is_attention(name):
+        return None
+    return inspect.signature(lookup(_ATTENTIONS, name, "attention")).parameters["pool"].default
 
 
 def create_attention(

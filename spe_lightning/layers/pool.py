@@ -29,6 +29,8 @@ class GlobalPool(nn.Module):
     """Base class: a pool is a weighted sum of per-channel spatial statistics."""
 
     num_stats: int = 1
+    shorthand: str | None = None
+    """The argument ``<name>@<value>`` sets (see :func:`parse_pool`), if the pool has one."""
 
     def __init__(self, weights: tuple[float, ...] = (1.0,)) -> None:
         super().__init__()
@@ -90,6 +92,8 @@ class _MaxMinPool(GlobalPool):
 @register(_POOLS, "maxmin", "fixed_mix")
 class FixedMixPool(_MaxMinPool):
     """``lam * max + (1 - lam) * min`` with lam given: the paper's phenomenon experiment."""
+
+    shorthand = "lam"
 
     def __init__(self, lam: float = 0.5) -> None:
         if not 0.0 <= lam <= 1.0:
@@ -175,10 +179,35 @@ def reduced_width(channels: int, reduction: int) -> int:
     return max(1, channels // reduction)
 
 
+def parse_pool(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"maxmin@0.25"`` -> ``("maxmin", {"lam": 0.25})``: ``name@value`` sets the pool's first argument.
+
+    A one-word way to name a pool with its argument (a grid axis, a run's name); ``name`` alone has none.
+    """
+    name, _, value = spec.partition("@")
+    if not value:
+        return name, {}
+    argument = lookup(_POOLS, name, "pool").shorthand
+    if argument is None:
+        with_one = ", ".join(f"{n}@<{cls.shorthand}>" for n, cls in sorted(_POOLS.items()) if cls.shorthand)
+        raise ValueError(
+            f"pool {spec!r} is not allowed: {name!r} takes no @value (pools that do: {with_one})"
+        )
+    try:
+        return name, {argument: float(value)}
+    except ValueError:
+        raise ValueError(f"pool {spec!r}: {value!r} is not a number ({name}@<{argument}>)") from None
+
+
 def create_pool(name: str | GlobalPool, **kwargs: Any) -> GlobalPool:
-    """Build a pooling strategy by name; an instance passes through unchanged."""
+    """Build a pooling strategy by name (or ``name@value``, see :func:`parse_pool`); an instance passes
+    through unchanged."""
     if isinstance(name, GlobalPool):
         if kwargs:
             raise ValueError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
         return name
-    return build(lookup(_POOLS, name, "pool"), f"pool {name!r}", **kwargs)
+    base, shorthand = parse_pool(name)
+    clash = sorted(set(shorthand) & set(kwargs))
+    if clash:
+        raise ValueError(f"pool {name!r} sets {clash[0]} twice (in the name and in pool_kwargs); keep one")
+    return build(lookup(_POOLS, base, "pool"), f"pool {base!r}", **shorthand, **kwargs)
