@@ -8,6 +8,8 @@ checkpoint, a learning-rate monitor and a CSV prediction writer. Every default i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import sys
@@ -31,7 +33,7 @@ from spe_lightning.checks import check_before_run, check_config, check_config_fi
 from spe_lightning.classifier import PAPER_MULTISTEP, PAPER_SGD, ImageClassifier
 from spe_lightning.errors import InputError, StopSignal, debug, one_line_errors
 from spe_lightning.kernels import kernel_mode
-from spe_lightning.runs import RunLock, RunPlan, plan_run
+from spe_lightning.runs import RunLock, RunPlan, plan_run, write_result
 
 # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
 # same recipe, for use outside the CLI) is replaced on purpose, so Lightning's notice is noise.
@@ -173,14 +175,26 @@ class SPECLI(LightningCLI):
     before_fit = before_validate = before_test = before_predict = start_run
 
     def after_fit(self) -> None:
-        """Print the best validation top-1 (the paper's metric) and where its checkpoint is."""
-        if not self.trainer.is_global_zero:
+        """Mark the run finished (``result.json``); print the best validation top-1 (the paper's metric)."""
+        if not self.trainer.is_global_zero or self.trainer.interrupted:
             return
         ckpt = self.trainer.checkpoint_callback
+        metrics = self.trainer.callback_metrics
+        best = metrics.get("val/acc1_best")
+        write_result(
+            self.plan.folder,
+            {
+                "val_acc1_best": None if best is None else float(best),
+                "val_acc1": float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
+                "epochs": self.trainer.current_epoch,
+                "global_step": self.trainer.global_step,
+                "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
+            },
+        )
         if ckpt is not None and ckpt.best_model_score is not None:
             print(f"best val/acc1 = {ckpt.best_model_score:.4f} (checkpoint: {ckpt.best_model_path})")
-        elif "val/acc1_best" in self.trainer.callback_metrics:
-            print(f"best val/acc1 = {self.trainer.callback_metrics['val/acc1_best']:.4f}")
+        elif best is not None:
+            print(f"best val/acc1 = {best:.4f}")
 
     def after_predict(self) -> None:
         for writer in self.trainer.callbacks:
@@ -188,10 +202,33 @@ class SPECLI(LightningCLI):
                 print(f"wrote {writer.rows} predictions to {writer.path}")
 
 
-def cli_main(args: ArgsType = None) -> SPECLI:
+TOOLS = ("grid", "report")
+"""Subcommands of our own, beside LightningCLI's fit/validate/test/predict."""
+
+
+def parse_only(args: list[str]) -> None:
+    """Parse a subcommand's arguments as ``cli_main`` would, building nothing; a bad one is an InputError."""
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+        try:
+            cli_main([*args, "--print_config"])
+        except SystemExit as exit:
+            if exit.code not in (0, None):
+                message = errors.getvalue().strip().splitlines()
+                raise InputError(
+                    message[-1].removeprefix("error: ") if message else f"exit {exit.code}"
+                ) from None
+
+
+def cli_main(args: ArgsType = None) -> Any:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
     with one_line_errors():
-        check_config_files(list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else [])
+        check_config_files(argv)
+        if argv and argv[0] in TOOLS:
+            from spe_lightning import grid, report  # only these subcommands need them
+
+            return (grid.grid_main if argv[0] == "grid" else report.report_main)(argv[1:])
         kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
         _show_kernel_build()
         return SPECLI(

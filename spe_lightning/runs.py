@@ -43,6 +43,8 @@ LAST = "last.ckpt"
 """The newest state of a run (written by :class:`~spe_lightning.callbacks.LastCheckpoint`)."""
 EVAL = "eval"
 LOCK = ".lock"
+RESULT = "result.json"
+"""Written when a fit finishes (:func:`write_result`): a run without it is unfinished."""
 CHILD_ENV = "SPE_LIGHTNING_RUN"
 """Set by rank 0 for the processes Lightning's DDP launcher starts, so that they share its run."""
 EVALUATIONS = ("validate", "test", "predict")
@@ -65,6 +67,23 @@ class Run:
 
     def has_checkpoint(self) -> bool:
         return self.last.is_file()
+
+    @property
+    def result_file(self) -> Path:
+        return self.folder / RESULT
+
+    def result(self) -> dict[str, Any] | None:
+        """What the fit reported when it finished (:func:`write_result`); None while it has not."""
+        return json.loads(self.result_file.read_text()) if self.result_file.is_file() else None
+
+    def status(self) -> str:
+        """``running`` (a process holds its lock), ``finished``, ``interrupted`` (a checkpoint to resume
+        from) or ``failed`` (stopped before its first checkpoint)."""
+        if RunLock.held(self.folder):
+            return "running"
+        if self.result_file.is_file():
+            return "finished"
+        return "interrupted" if self.has_checkpoint() else "failed"
 
     def best(self) -> Path | None:
         """The best-k checkpoint that ``last.ckpt``'s ``ModelCheckpoint`` state names as best."""
@@ -170,6 +189,8 @@ class RunPlan:
                 f"run folder {self.folder} was created by another process meanwhile; run the command again"
             ) from None
         lock = RunLock.acquire(self.folder) if self.fitting else None
+        if lock is not None:
+            self.run.result_file.unlink(missing_ok=True)  # training again: unfinished until it ends
         os.environ[CHILD_ENV] = json.dumps(
             {
                 "folder": str(self.folder),
@@ -289,6 +310,13 @@ def _plan_evaluation(subcommand: str, root: Path, pinned: str | None, ckpt: str 
     )
 
 
+def write_result(folder: Path, result: dict[str, Any]) -> None:
+    """Mark a run finished, with its summary (the report's and the grid's sign that it is done)."""
+    tmp = folder / f".{RESULT}.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, folder / RESULT)
+
+
 class RunLock:
     """An exclusive ``flock`` on ``<run>/.lock``: held while a process trains the run, gone when it dies."""
 
@@ -310,6 +338,21 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         return cls(folder, fd)
+
+    @staticmethod
+    def held(folder: Path) -> bool:
+        """Whether a live process holds the lock of ``folder`` (tested without taking it for long)."""
+        path = folder / LOCK
+        if not path.is_file():
+            return False
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock this test took
+        return False
 
     def release(self) -> None:
         if self.fd >= 0:

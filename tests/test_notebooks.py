@@ -51,5 +51,10 @@ def test_compare_runs_notebook_writes_its_figures(runs, tmp_path, monkeypatch):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert inline_images(notebook) == 2
     table = next(out for out in notebook.cells[2].outputs if "text/markdown" in out.get("data", {}))
-    assert "spem/default (version_0)" in table["data"]["text/markdown"]
-    assert "se/learned (version_0)" in table["data"]["text/markdown"]
+    rows = table["data"]["text/markdown"].splitlines()[2:]  # the report's rows, one per run
+    assert len(rows) == 2
+    cells = [[cell.strip() for cell in row.split("|")[1:7]] for row in rows]  # run, dataset .. pool
+    assert [[c[0], c[2], c[4], c[5]] for c in cells] == [
+        ["spem/version_0", "cifar_resnet", "spem", "learned"],  # spem's default pool, resolved
+        ["se/version_0", "cifar_resnet", "se", "learned"],
+    ]
