@@ -115,7 +115,7 @@ def check_before_run(
     if plan.checkpoint is not None and plan.ckpt_path is not None:
         check_checkpoint_fits(plan.checkpoint, model, plan.ckpt_path)
         if not plan.fitting:
-            _check_finite(plan.checkpoint, plan.ckpt_path, model)
+            check_finite(plan.checkpoint, plan.ckpt_path, model)
     if plan.fitting:
         _check_monitors(trainer, config)
         if plan.ckpt_path is None:
@@ -150,7 +150,7 @@ def _check_new_file(path: str | None, key: str) -> None:
     check_writable(Path(path).parent)
 
 
-def _check_finite(checkpoint: dict[str, Any], path: Path, model: ImageClassifier) -> None:
+def check_finite(checkpoint: dict[str, Any], path: Path, model: ImageClassifier) -> None:
     """The network's weights and statistics (metric states such as a running max may be -inf)."""
     network = [f"net.{key}" for key, value in model.net.state_dict().items() if value.is_floating_point()]
     broken = [key for key in network if not bool(checkpoint["state_dict"][key].isfinite().all())]

@@ -53,6 +53,13 @@ def _show_kernel_build() -> None:
 
 def concise_parser_error(message: str) -> str:
     """jsonargparse's "does not validate against any of the Union subtypes" report, as key, value, types."""
+    single = re.fullmatch(r'Parser key "([^"]+)": Expected a (.+?)\. Got value: (\S+)', message)
+    if single:  # one type, not a union: a Literal's choices or a class
+        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", single.group(2))
+        choices = (
+            [v.strip().strip("'") for v in literal.group(1).split(",")] if literal else [single.group(2)]
+        )
+        return f"{single.group(1)}={single.group(3)} is not allowed; expected one of: {', '.join(choices)}"
     if "Does not validate against any of the Union subtypes" not in message:
         return message
     keys = re.findall(r'Parser key "([^"]+)"', message)
@@ -202,7 +209,7 @@ class SPECLI(LightningCLI):
                 print(f"wrote {writer.rows} predictions to {writer.path}")
 
 
-TOOLS = ("grid", "report")
+TOOLS = ("grid", "report", "export")
 """Subcommands of our own, beside LightningCLI's fit/validate/test/predict."""
 
 
@@ -226,24 +233,31 @@ def cli_main(args: ArgsType = None) -> Any:
     with one_line_errors():
         check_config_files(argv)
         if argv and argv[0] in TOOLS:
-            from spe_lightning import grid, report  # only these subcommands need them
+            from spe_lightning import export, grid, report  # only these subcommands need them
 
-            return (grid.grid_main if argv[0] == "grid" else report.report_main)(argv[1:])
+            tools = {"grid": grid.grid_main, "report": report.report_main, "export": export.export_main}
+            return tools[argv[0]](argv[1:])
         kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
         _show_kernel_build()
-        return SPECLI(
-            ImageClassifier,
-            LightningDataModule,
-            subclass_mode_data=True,
-            parser_class=SPEArgumentParser,
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={
-                "plugins": {"class_path": "spe_lightning.checkpoint_io.SafeCheckpointIO"},
-                "callbacks": [RandomState()],
-                "logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
-                },
+        return build_cli(args)
+
+
+def build_cli(args: ArgsType, run: bool = True) -> SPECLI:
+    """The CLI with our defaults; ``run=False`` builds model, data and trainer from a config and stops."""
+    return SPECLI(
+        ImageClassifier,
+        LightningDataModule,
+        subclass_mode_data=True,
+        parser_class=SPEArgumentParser,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={
+            "plugins": {"class_path": "spe_lightning.checkpoint_io.SafeCheckpointIO"},
+            "callbacks": [RandomState()],
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
             },
-            args=args,
-        )
+        },
+        args=args,
+        run=run,
+    )

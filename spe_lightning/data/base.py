@@ -78,6 +78,9 @@ class ImageDataModule(LightningDataModule, ABC):
     num_classes: int
     image_size: int
     in_chans: int = 3
+    mean: Sequence[float]
+    std: Sequence[float]
+    """Normalisation per network input channel: what an exported model's users preprocess with."""
     predict_channels: int = 3
     """Channels a predict image must have (PIL bands): 3 for RGB datasets, 1 for grayscale ones."""
     val_source: Split = "test"

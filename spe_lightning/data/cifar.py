@@ -48,6 +48,7 @@ class CIFAR10DataModule(ImageDataModule):
     dataset_cls: type[CIFAR10] = CIFAR10
     num_classes = 10
     image_size = 32
+    mean, std = CIFAR_MEAN, CIFAR_STD
 
     def __init__(self, data_dir: str = "data", download: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -64,6 +64,7 @@ class DigitsDataModule(ImageDataModule):
         self.in_chans = in_chans
         self.test_split = test_split
         self.classes = [str(digit) for digit in range(10)]
+        self.mean, self.std = DIGITS_MEAN * in_chans, DIGITS_STD * in_chans  # gray, then replicated
         self._resize = v2.Resize([image_size, image_size], antialias=True)
         # Grayscale(num_output_channels=3) on a 1-channel image replicates it
         finish = [v2.Normalize(DIGITS_MEAN, DIGITS_STD), v2.Grayscale(num_output_channels=in_chans)]

@@ -45,6 +45,7 @@ class ImageFolderDataModule(ImageDataModule):
     """
 
     val_source = "val"
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
 
     def __init__(self, data_dir: str, image_size: int = 224, **kwargs: Any) -> None:
         super().__init__(**kwargs)

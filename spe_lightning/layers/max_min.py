@@ -16,6 +16,9 @@ indices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor
 
@@ -78,6 +81,23 @@ def _backward(ctx, grad_values: Tensor, _grad_indices: Tensor | None) -> Tensor:
 max_min_with_indices.register_autograd(_backward, setup_context=_setup_context)
 
 
+_standard_ops = False
+
+
+@contextmanager
+def standard_ops() -> Iterator[None]:
+    """Max/min pooling as ``amax``/``amin`` while exporting: no indices are needed without a backward,
+    and the exported graph then holds no custom op (ONNX ReduceMax/ReduceMin, torch.export's aten ops)."""
+    global _standard_ops
+    previous, _standard_ops = _standard_ops, True
+    try:
+        yield
+    finally:
+        _standard_ops = previous
+
+
 def global_max_min(x: Tensor) -> Tensor:
     """Per-channel spatial max and min of a B x C x H x W tensor, stacked as 2 x B x C x 1 x 1."""
+    if _standard_ops:
+        return torch.stack((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)))
     return max_min_with_indices(x)[0][..., None, None]
