@@ -125,8 +125,9 @@ def check_before_run(
         datamodule.setup(plan.subcommand)  # Lightning's stage names are the subcommands
 
 
-def check_writable(folder: Path) -> None:
-    """Raise a one-line error naming ``folder`` if it cannot be created or written."""
+def check_writable(folder: Path, option: str = "--trainer.logger.init_args.save_dir") -> None:
+    """Raise a one-line error naming ``folder`` (and the ``option`` that moves it) if it cannot be
+    created or written: its nearest existing ancestor must be a writable folder."""
     existing = folder.absolute()
     while not existing.exists():
         existing = existing.parent
@@ -136,10 +137,7 @@ def check_writable(folder: Path) -> None:
         reason = f"{existing} is not writable"
     else:
         return
-    raise InputError(
-        f"output folder {folder} cannot be written ({reason}); choose a writable "
-        "--trainer.logger.init_args.save_dir"
-    )
+    raise InputError(f"output folder {folder} cannot be written ({reason}); choose a writable {option}")
 
 
 def _check_new_file(path: str | None, key: str) -> None:
@@ -147,7 +145,7 @@ def _check_new_file(path: str | None, key: str) -> None:
         return
     if Path(path).exists():
         raise InputError(f"{key} {path} already exists; choose a new file (nothing is written over)")
-    check_writable(Path(path).parent)
+    check_writable(Path(path).parent, f"--{key}")
 
 
 def check_finite(checkpoint: dict[str, Any], path: Path, model: ImageClassifier) -> None:

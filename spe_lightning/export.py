@@ -20,6 +20,7 @@ model's spec, the checkpoint and the verification.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -34,9 +35,12 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from spe_lightning.checkpoint_io import check_checkpoint_fits
+from spe_lightning.checks import check_finite, check_writable
 from spe_lightning.errors import InputError, RunFailure
 from spe_lightning.layers.max_min import standard_ops
 from spe_lightning.models.attach import NormAttention
+from spe_lightning.runs import plan_run
 
 Format = Literal["onnx", "pt2", "torchscript"]
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".ts"}
@@ -88,8 +92,6 @@ def fold_batchnorm(net: nn.Module) -> int:
 
 def inference_form(net: nn.Module) -> nn.Module:
     """A copy of ``net`` in eval mode with BatchNorm folded (the original stays as it is)."""
-    import copy
-
     copied = copy.deepcopy(net).eval()
     fold_batchnorm(copied)
     return copied
@@ -180,11 +182,7 @@ def check_output(path: Path) -> None:
         earlier = json.loads(meta.read_text()).get("exporter") if meta.is_file() else None
         if earlier != MARK:
             raise InputError(f"output {path} exists and is not an earlier export; choose a new --output")
-    existing = path.absolute().parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"output {path} cannot be written ({existing} is not a writable folder)")
+    check_writable(path.parent, "--output")
 
 
 def export(
@@ -255,10 +253,7 @@ def _split(args: list[str]) -> tuple[dict[str, str], list[str]]:
 def export_main(args: list[str]) -> dict[str, Any]:
     """``export --config ... --ckpt_path last|best|FILE --format onnx|pt2|torchscript [--output PATH]
     [--dynamic_batch true] [--tolerance 1e-4] [--num_images 8]``; other flags are the config's."""
-    from spe_lightning.checkpoint_io import check_checkpoint_fits
-    from spe_lightning.checks import check_finite
-    from spe_lightning.cli import SPEArgumentParser, build_cli
-    from spe_lightning.runs import plan_run
+    from spe_lightning.cli import SPEArgumentParser, build_cli  # the CLI imports this module lazily
 
     options, rest = _split(args)
     parser = SPEArgumentParser(prog="python -m spe_lightning export", description=__doc__.split("\n")[0])

@@ -143,7 +143,10 @@ def test_export_bad_input_is_one_line_and_exit_2(fitted, tmp_path, capsys):
     assert "was made for a different model" in other
     (tmp_path / "a_file").write_text("")
     unwritable = export_error(capsys, *base, "--format=onnx", f"--output={tmp_path / 'a_file' / 'net.onnx'}")
-    assert f"output {tmp_path / 'a_file' / 'net.onnx'} cannot be written" in unwritable
+    assert (
+        f"output folder {tmp_path / 'a_file'} cannot be written ({tmp_path / 'a_file'} is a file)"
+        in unwritable
+    )
     notes = tmp_path / "notes.onnx"
     notes.write_text("my notes\n")
     taken = export_error(capsys, *base, "--format=onnx", f"--output={notes}")
