@@ -11,6 +11,7 @@ Exit codes (the only place they are chosen):
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -111,6 +112,13 @@ def one_line_errors() -> Iterator[None]:
             message, code = one_line(str(err)), EXIT_INPUT
         elif isinstance(err, RunFailure):
             message, code = one_line(str(err)), EXIT_FAILED
+        elif isinstance(err, OSError) and err.errno == errno.ENOSPC:  # a log or output file, mid-run
+            where = f" writing {err.filename}" if err.filename else ""
+            message = (
+                f"no space left on the device{where}; checkpoints already written are intact (each is "
+                "replaced atomically): free space, then continue with --ckpt_path last"
+            )
+            code = EXIT_FAILED
         else:  # unexpected: its type, its first line, and how to see the rest
             text = str(err)
             first = one_line(text) if "Original Traceback" in text else text.strip().split("\n")[0]

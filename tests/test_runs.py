@@ -328,3 +328,16 @@ def test_no_private_lightning_or_torch_name_is_used_in_the_package():
 
 def _subclasses(cls: type) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_a_full_disk_anywhere_else_is_one_line_that_says_what_is_kept(capsys):
+    """TensorBoard's writer thread, say, reports ENOSPC without a file name."""
+    from spe_lightning.errors import one_line_errors
+
+    with pytest.raises(SystemExit) as exc, one_line_errors():
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: no space left on the device; checkpoints already written are intact (each is replaced "
+        "atomically): free space, then continue with --ckpt_path last\n"
+    )
