@@ -216,3 +216,25 @@ def test_bad_grid_input_is_one_line_exit_2_and_launches_nothing(case, tmp_path, 
     assert exc.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert message in errors[0]
     assert not (tmp_path / "runs").exists()  # nothing launched, nothing written
+
+
+def test_local_launcher_runs_points_in_parallel_one_gpu_each(tmp_path):
+    """Four points, two at a time, on GPUs 3 and 5: each fit sees one of them and no two overlap on one."""
+    from spe_lightning.grid import Point, run_local
+
+    script = (
+        "import os, sys, time; start = time.time(); time.sleep(0.5); "
+        "open(sys.argv[1], 'a').write(f\"{os.environ['CUDA_VISIBLE_DEVICES']} {start} {time.time()}\\n\")"
+    )
+    points = [
+        Point(i, f"p{i}", {}, tmp_path / f"p{i}", [sys.executable, "-c", script, str(tmp_path / "seen.txt")])
+        for i in range(4)
+    ]
+    start = time.monotonic()
+    assert run_local(points, parallel=2, gpus=[3, 5]) == {f"p{i}": 0 for i in range(4)}
+    assert time.monotonic() - start < 4 * 0.5 + 1.0  # two at a time, not one after another
+    spans = [line.split() for line in (tmp_path / "seen.txt").read_text().splitlines()]
+    assert sorted(gpu for gpu, _, _ in spans) == ["3", "3", "5", "5"]
+    for gpu in ("3", "5"):
+        mine = sorted((float(a), float(b)) for g, a, b in spans if g == gpu)
+        assert mine[0][1] <= mine[1][0]  # a GPU runs one point at a time
