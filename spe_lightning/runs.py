@@ -173,7 +173,8 @@ class RunPlan:
         for logger in _versioned_loggers(config.trainer.logger):
             init = logger.init_args
             init.save_dir, init.name = str(self.folder.parent), ""
-            init.version = self.folder.name
+            number = _number(self.folder)  # an int N for version_N, as Lightning names (and shows) it
+            init.version = self.folder.name if number is None else number
             if self.resumes_in_place and self.checkpoint is not None and "purge_step" in init:
                 init.purge_step = self.start_step  # TensorBoard hides what the killed run logged after it
         config.checkpoint.dirpath = config.last_checkpoint.dirpath = str(self.run.checkpoints)
