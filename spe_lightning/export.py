@@ -263,6 +263,8 @@ def export_main(args: list[str]) -> dict[str, Any]:
     parser.add_argument("--dynamic_batch", type=bool, default=True)
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
     parser.add_argument("--num_images", type=int, default=8, help="evaluation images the check runs on")
+    if "-h" in rest or "--help" in rest:  # the export options; the config's are fit's (fit --help)
+        parser.parse_args(["--help"])
     given = [f"--{key}={value}" for key, value in options.items()]
     opts = parser.parse_args(given)
     if opts.num_images < 1:

@@ -152,3 +152,11 @@ def test_export_bad_input_is_one_line_and_exit_2(fitted, tmp_path, capsys):
     taken = export_error(capsys, *base, "--format=onnx", f"--output={notes}")
     assert f"output {notes} exists and is not an earlier export; choose a new --output" in taken
     assert notes.read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("tool", ["grid", "report", "export"])
+def test_our_subcommands_have_their_own_help(tool, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_main([tool, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m spe_lightning {tool}")
