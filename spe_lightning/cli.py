@@ -43,6 +43,11 @@ CONSTRUCTOR_ERRORS = (ValueError, TypeError, LookupError, OSError, Misconfigurat
 """What a constructor raises for a value it rejects: while the config's classes are built, bad input."""
 
 
+def command_line(args: ArgsType) -> list[str]:
+    """The arguments as a list (``sys.argv`` when None); a dict of arguments has no command line."""
+    return [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
+
+
 def _show_kernel_build() -> None:
     """Let the one-time build of the CPU kernel (a pause of some 10 s at the first step) say so."""
     log = logging.getLogger("spe_lightning.kernels")
@@ -93,8 +98,7 @@ class SPECLI(LightningCLI):
     after parsing, everything is checked (:mod:`spe_lightning.checks`) before the folder is claimed."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        given = kwargs.get("args")
-        self.argv = list(sys.argv[1:] if given is None else given) if not isinstance(given, dict) else []
+        self.argv = command_line(kwargs.get("args"))
         self.plan: RunPlan | None = None
         self.lock: RunLock | None = None
         self.stack = ExitStack()
@@ -229,7 +233,7 @@ def parse_only(args: list[str]) -> None:
 
 def cli_main(args: ArgsType = None) -> Any:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
-    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    argv = command_line(args)
     with one_line_errors():
         check_config_files(argv)
         if argv and argv[0] in TOOLS:

@@ -158,10 +158,11 @@ def _training_runs(folder: Path) -> Iterable[Run]:
     if any(folder.glob("events.out.tfevents.*")) or (folder / "config.yaml").is_file():
         yield Run(folder)  # a run folder itself
         return
-    yield from versions(folder)
-    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != EVAL):
-        if not child.name.startswith("version_"):
-            yield from _training_runs(child)
+    runs = versions(folder)
+    yield from runs
+    listed = {run.folder for run in runs}
+    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != EVAL and p not in listed):
+        yield from _training_runs(child)
 
 
 def load_runs(*folders: str | Path) -> list[RunRecord]:

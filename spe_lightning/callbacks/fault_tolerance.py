@@ -98,8 +98,11 @@ class LastCheckpoint(Checkpoint):
         return "LastCheckpoint"
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        folder = Path(self.dirpath) if self.dirpath else Path(trainer.log_dir or trainer.default_root_dir)
-        self.path = folder / self.FILENAME if self.dirpath else folder / CHECKPOINTS / self.FILENAME
+        if self.dirpath:
+            folder = Path(self.dirpath)
+        else:  # trainer.log_dir is a collective under DDP: read only when needed, on every rank
+            folder = Path(trainer.log_dir or trainer.default_root_dir) / CHECKPOINTS
+        self.path = folder / self.FILENAME
 
     def save(self, trainer: Trainer, again: bool = False) -> None:
         """Save now (every rank calls it; rank 0 writes); once per optimizer step unless ``again``."""
