@@ -1,6 +1,6 @@
 """``python -m spe_lightning fit|validate|test|predict --config ...``."""
 
-from spe_lightning.cli import cli_main
+from spe_lightning.cli import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

@@ -52,7 +52,10 @@ def check_config_files(args: list[str]) -> None:
 
 def _check_config_file(path: Path) -> None:
     if not path.is_file():
-        raise MissingInput(f"config file {path} does not exist")
+        raise MissingInput(
+            f"config file {path} does not exist, here or among the packaged configs "
+            "(python -m spe_lightning configs lists them)"
+        )
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

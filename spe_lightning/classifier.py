@@ -62,7 +62,10 @@ class ImageClassifier(LightningModule):
         backbone_kwargs: extra backbone arguments (``depth``, ``block``, ``weights``, ...). ``weights``
             (pretrained plain-backbone weights) load when a fresh fit starts, never when a checkpoint is
             restored, so resuming and evaluating need neither the file nor the network.
-        attention_kwargs: extra attention arguments (``reduction``, ``pool_kwargs: {lam: 0.25}``, ...).
+        attention_kwargs: extra arguments of the attention's constructor: SE and CBAM take
+            ``reduction``, ECA ``kernel_size``, ``gamma``, ``beta``, and every one ``pool_kwargs``, the
+            pool's arguments (``pool_kwargs: {lam: 0.25}``). An unknown keyword is an error that lists
+            the ones the attention takes.
         pool_alpha: weight of the pooling-parameter regulariser (the paper's alpha, 0.1).
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the network and its inputs in channels_last memory format.

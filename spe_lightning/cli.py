@@ -9,15 +9,19 @@ checkpoint, a learning-rate monitor and a CSV prediction writer. Every default i
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import re
 import sys
-import warnings
+import textwrap
+from argparse import RawDescriptionHelpFormatter
+from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, NoReturn
 
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -26,18 +30,17 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
+from spe_lightning.callbacks.cpu_threads import CPUThreads
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.checks import check_before_run, check_config, check_config_files
 from spe_lightning.classifier import PAPER_MULTISTEP, PAPER_SGD, ImageClassifier
+from spe_lightning.config_files import configs_main, resolve_config_args
 from spe_lightning.errors import InputError, StopSignal, debug, one_line_errors
 from spe_lightning.kernels import kernel_mode
+from spe_lightning.notices import quiet_notices
 from spe_lightning.runs import RunLock, RunPlan, plan_run, write_result
-
-# The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
-# same recipe, for use outside the CLI) is replaced on purpose, so Lightning's notice is noise.
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
 
 CONSTRUCTOR_ERRORS = (ValueError, TypeError, LookupError, OSError, MisconfigurationException)
 """What a constructor raises for a value it rejects: while the config's classes are built, bad input."""
@@ -92,6 +95,60 @@ class SPEArgumentParser(LightningArgumentParser):
         super().error(message, ex)  # raises: jsonargparse's internal parses and debug mode
 
 
+SUBCOMMANDS = {
+    "fit": "Train, validating every epoch; --ckpt_path last continues an interrupted run in its folder.",
+    "validate": "Evaluate a checkpoint (--ckpt_path best, last or a file) on the validation set.",
+    "test": "Evaluate a checkpoint on the test set, kept apart from fit so that nothing is tuned on it.",
+    "predict": "Classify the prediction images with a checkpoint and write the classes to a CSV file.",
+}
+"""Each subcommand's one-line help; Lightning's come from the first line of the Trainer's docstrings."""
+TOOL_HELP = {  # our own subcommands (TOOLS) and their one-line help
+    "grid": "attention x pooling x seed grids, locally or on SLURM",
+    "report": "mean +- std tables and figures of a grid's runs",
+    "export": "a checkpoint to ONNX, torch.export or TorchScript",
+    "configs": "list the packaged configs, or copy one out to edit",
+}
+
+
+def _described(method: Callable[..., Any], summary: str) -> Callable[..., Any]:
+    """``method`` with ``summary`` as its docstring's first paragraph; the signature (the CLI's arguments)
+    and the argument docs stay the Trainer's."""
+
+    @functools.wraps(method)
+    def described(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    body = (method.__doc__ or "").strip().split("\n\n", 1)
+    described.__doc__ = summary + ("\n\n" + body[1] if len(body) > 1 else "")
+    return described
+
+
+class SPETrainer(Trainer):
+    """Lightning's Trainer, unchanged, with subcommand docstrings whose first line is the whole help."""
+
+    fit = _described(Trainer.fit, SUBCOMMANDS["fit"])
+    validate = _described(Trainer.validate, SUBCOMMANDS["validate"])
+    test = _described(Trainer.test, SUBCOMMANDS["test"])
+    predict = _described(Trainer.predict, SUBCOMMANDS["predict"])
+
+
+def prog() -> str:
+    """How the user started us: ``python -m spe_lightning`` or the ``spe-lightning`` script."""
+    name = Path(sys.argv[0]).name
+    return "python -m spe_lightning" if name in ("__main__.py", "-m", "") else name
+
+
+def description() -> str:
+    tools = "\n".join(f"  {prog()} {name} --help: {text}" for name, text in TOOL_HELP.items())
+    summary = (
+        "Train and evaluate image classifiers with pluggable channel attention (SPEM, SE, ECA, CBAM, SRM, "
+        "FcaNet, GCT, coordinate attention) and pooling."
+    )
+    return (
+        f"{textwrap.fill(summary, 88)}\nStart with: {prog()} fit --config quickstart.yaml\n\nAlso:\n{tools}"
+    )
+
+
 class SPECLI(LightningCLI):
     """LightningCLI with the paper's defaults, linked data -> model arguments, one-line errors, and the run
     layer (:mod:`spe_lightning.runs`): every subcommand's folder and checkpoint are planned once, right
@@ -114,6 +171,7 @@ class SPECLI(LightningCLI):
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
+        parser.add_lightning_class_args(CPUThreads, "cpu_threads")
         parser.set_defaults(
             {
                 "optimizer": {"class_path": "torch.optim.SGD", "init_args": PAPER_SGD},
@@ -213,7 +271,7 @@ class SPECLI(LightningCLI):
                 print(f"wrote {writer.rows} predictions to {writer.path}")
 
 
-TOOLS = ("grid", "report", "export")
+TOOLS = tuple(TOOL_HELP)
 """Subcommands of our own, beside LightningCLI's fit/validate/test/predict."""
 
 
@@ -233,17 +291,31 @@ def parse_only(args: list[str]) -> None:
 
 def cli_main(args: ArgsType = None) -> Any:
     """Entry point of ``python -m spe_lightning`` and ``spe-lightning``; tests pass ``args``."""
-    argv = command_line(args)
+    argv = resolve_config_args(command_line(args))
+    quiet_notices()
     with one_line_errors():
         check_config_files(argv)
         if argv and argv[0] in TOOLS:
             from spe_lightning import export, grid, report  # only these subcommands need them
 
-            tools = {"grid": grid.grid_main, "report": report.report_main, "export": export.export_main}
+            tools = {
+                "grid": grid.grid_main,
+                "report": report.report_main,
+                "export": export.export_main,
+                "configs": configs_main,
+            }
             return tools[argv[0]](argv[1:])
         kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
         _show_kernel_build()
-        return build_cli(args)
+        if args is None:
+            sys.argv[1:] = argv  # with config names resolved: also what DDP's launcher starts its ranks with
+        return build_cli(args if args is None or isinstance(args, dict) else argv)
+
+
+def main() -> None:
+    """The ``spe-lightning`` console script: as ``cli_main``, without a return value (a console script
+    passes the return value to ``sys.exit``, which would print the CLI object and exit 1)."""
+    cli_main()
 
 
 def build_cli(args: ArgsType, run: bool = True) -> SPECLI:
@@ -251,8 +323,14 @@ def build_cli(args: ArgsType, run: bool = True) -> SPECLI:
     return SPECLI(
         ImageClassifier,
         LightningDataModule,
+        trainer_class=SPETrainer,
         subclass_mode_data=True,
         parser_class=SPEArgumentParser,
+        parser_kwargs={
+            "prog": prog(),
+            "description": description(),
+            "formatter_class": RawDescriptionHelpFormatter,
+        },
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "plugins": {"class_path": "spe_lightning.checkpoint_io.SafeCheckpointIO"},

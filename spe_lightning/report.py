@@ -292,9 +292,12 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None) -> d
 
 def report_main(args: list[str]) -> dict[str, Path]:
     """``python -m spe_lightning report <folder> [<folder> ...] [--output DIR]``."""
+    from jsonargparse import ActionConfigFile
+
     from spe_lightning.cli import SPEArgumentParser
 
     parser = SPEArgumentParser(prog="python -m spe_lightning report", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", action=ActionConfigFile, help="the arguments as a YAML file")
     parser.add_argument("folders", nargs="+", help="runs or grid folders (e.g. runs/digits_smoke)")
     parser.add_argument("--output", default=None, help="folder for the report (default <folder>/report)")
     config = parser.parse_args(args)

@@ -112,7 +112,7 @@ class LastCheckpoint(Checkpoint):
             or (trainer.global_step == self._saved_step and not again)
         ):
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: resume loses nothing
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:

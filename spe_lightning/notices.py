@@ -1,0 +1,45 @@
+"""Quiet runs: the library notices that are not about the user's setup, silenced by message and source.
+
+Each entry names the exact message and the module that emits it, so every other warning, and this one
+from anywhere else, still shows. Called once by the command line (:func:`spe_lightning.cli.cli_main`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+WARNINGS = (
+    # Lightning's own pytree helper builds a LeafSpec, which torch 2.10+ deprecates: Lightning's to fix.
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\."),
+    # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
+    # same recipe, for use outside the CLI) is replaced on purpose.
+    (r".*configure_optimizers` will be overridden by", UserWarning, r"lightning\.pytorch\.cli"),
+)
+"""(message regex, category, module regex) of each silenced warning."""
+
+LOG_RECORDS = {
+    # An advertisement for a cloud model registry, at every fit.
+    "lightning.pytorch.utilities.rank_zero": re.compile(r"💡 Tip: For seamless cloud uploads"),
+}
+"""Logger name -> message pattern of the records dropped from it."""
+
+
+class _DropMatching(logging.Filter):
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
+def quiet_notices() -> None:
+    """Install the filters (idempotent: a logger gets its filter once)."""
+    for message, category, module in WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    for name, pattern in LOG_RECORDS.items():
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropMatching) and f.pattern is pattern for f in log.filters):
+            log.addFilter(_DropMatching(pattern))
