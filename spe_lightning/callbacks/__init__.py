@@ -1,7 +1,15 @@
-"""Lightning callbacks: pooling monitor, predictions, and the crash-safety trio."""
+"""Lightning callbacks: pooling monitor, predictions, CPU threads, and the crash-safety trio."""
 
+from spe_lightning.callbacks.cpu_threads import CPUThreads
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 
-__all__ = ["CSVPredictionWriter", "FiniteLossGuard", "LastCheckpoint", "PoolingMonitor", "RandomState"]
+__all__ = [
+    "CPUThreads",
+    "CSVPredictionWriter",
+    "FiniteLossGuard",
+    "LastCheckpoint",
+    "PoolingMonitor",
+    "RandomState",
+]
