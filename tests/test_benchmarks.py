@@ -37,6 +37,8 @@ def test_autograd_variant_computes_the_same_network():
 
 
 def test_lightning_overhead_benchmark_runs(capsys):
-    ratio = lightning_overhead.main(epochs=1, rounds=1, depth=8, image_size=8, batch_size=256)
+    ratio = lightning_overhead.main(epochs=2, rounds=1, depth=8, image_size=8, batch_size=256)
     assert ratio > 0
-    assert "Lightning fit" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Lightning fit" in out
+    assert "1 rounds x 2 epochs" in out and "median of 1 timed epochs" in out

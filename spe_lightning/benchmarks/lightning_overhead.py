@@ -1,9 +1,9 @@
 """Epoch time of ``Trainer.fit`` against a plain PyTorch loop: same network, data, batches and loss.
 
-    python -m spe_lightning.benchmarks.lightning_overhead --epochs 3 --rounds 3
+    python -m spe_lightning.benchmarks.lightning_overhead --epochs 4 --rounds 3
 
-Each round runs the plain loop and then Lightning for ``epochs`` epochs each, on the
-same DataLoader; the first epoch of every run is warm-up and dropped. The median epoch
+Each round runs the plain loop and then Lightning for ``epochs`` epochs each (Lightning's
+``max_epochs``), on the same DataLoader; the first epoch of every run is warm-up and dropped. The median epoch
 time of each side is compared, in the same process, so machine drift hits both. Both
 sides compute cross entropy + alpha * pooling regulariser with SGD; Lightning also
 updates its torchmetrics accuracies and logs, as a user's run does (``--monitor`` adds
@@ -80,7 +80,7 @@ def lightning_epochs(model: ImageClassifier, loader, epochs: int, callbacks: lis
 
 
 def main(
-    epochs: int = 3,
+    epochs: int = 4,
     rounds: int = 3,
     depth: int = 20,
     block: str = "basic",
@@ -91,6 +91,8 @@ def main(
     seed: int = 0,
 ) -> float:
     """Print median epoch times and the Lightning / plain ratio."""
+    if epochs < 2:
+        raise SystemExit(f"error: epochs={epochs} is not allowed; at least 2 (the first is warm-up)")
     data = DigitsDataModule(image_size=image_size, in_chans=1, batch_size=batch_size, seed=seed)
     data.setup("fit")
     loader = data.train_dataloader()
@@ -107,12 +109,13 @@ def main(
         callbacks.append(PoolingMonitor())
     plain, lit = [], []
     for r in range(rounds):
-        plain += plain_epochs(_model(model_kwargs, seed + r), loader, epochs + 1, 0.1)[1:]
-        lit += lightning_epochs(_model(model_kwargs, seed + r), loader, epochs + 1, callbacks)[1:]
+        plain += plain_epochs(_model(model_kwargs, seed + r), loader, epochs, 0.1)[1:]
+        lit += lightning_epochs(_model(model_kwargs, seed + r), loader, epochs, callbacks)[1:]
     p, lt = statistics.median(plain), statistics.median(lit)
     print(
         f"cifar_resnet-{depth} {block} + {attention} on digits {image_size}px, batch {batch_size}, "
-        f"{len(loader)} steps/epoch, {torch.get_num_threads()} threads; median of {len(plain)} epochs each"
+        f"{len(loader)} steps/epoch, {torch.get_num_threads()} threads; median of {len(plain)} timed "
+        f"epochs each ({rounds} rounds x {epochs} epochs, the first of each dropped)"
     )
     print(f"plain PyTorch loop : {p:.3f} s/epoch")
     print(f"Lightning fit      : {lt:.3f} s/epoch{' (+ PoolingMonitor)' if monitor else ''}")

@@ -1,8 +1,8 @@
 """Training throughput (images/s) of ResNet-164 + SPEM per precision, memory format and compile.
 
     python -m spe_lightning.benchmarks.throughput            # on a GPU: the full table
-    python -m spe_lightning.benchmarks.throughput --depth 8 --block basic --batch_size 16 \\
-        --precisions '["32", bf16-mixed]' --compile '[false]' --steps 2   # CPU smoke run
+    python -m spe_lightning.benchmarks.throughput --depth 20 --block basic --batch_size 64 \\
+        --compile '[false]' --steps 5     # CPU-sized: about a minute on 2 cores
 
 CIFAR-shaped random data (3 x 32 x 32, 10 classes) and the paper's step: SGD, cross entropy + 0.1 x the
 pooling regulariser. Precision goes through Lightning Fabric, i.e. the Trainer's own precision plugins
@@ -104,11 +104,13 @@ def main(
     y = torch.randint(0, 10, (batch_size,))
     steps_of = {c: _train_step(c, device, depth, block, attention, x, y, seed) for c in configs}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for step in steps_of.values():  # warm-up; compiles the compiled configurations
+    for config, step in steps_of.items():  # warm-up; compiles the compiled configurations
+        print(f"warm-up {_label(*config)}: {warmup} steps", flush=True)  # minutes for depth 164 on a CPU
         for _ in range(warmup):
             step()
     best = dict.fromkeys(configs, 0.0)
-    for _ in range(rounds):
+    for done in range(rounds):
+        print(f"round {done + 1} of {rounds}: {len(configs)} configurations x {steps} steps", flush=True)
         for config, step in steps_of.items():
             sync()
             start = time.perf_counter()
