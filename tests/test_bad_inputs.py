@@ -53,7 +53,7 @@ CASES = {
         ["--model.backbone=resnet7"], "unknown backbone 'resnet7'; known backbones: cifar_resnet"
     ),
     "unknown attention": Case(
-        ["--model.attention=sse"], "unknown attention 'sse'; known attentions: cbam, eca, se"
+        ["--model.attention=sse"], "unknown attention 'sse'; known attentions: cbam, coord, eca, fca, gct, se"
     ),
     "unknown pooling": Case(["--model.pool=median"], "unknown pool 'median'; known pools: avg"),
     "impossible depth": Case(

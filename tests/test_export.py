@@ -19,12 +19,16 @@ from spe_lightning.layers import attention_names
 
 POOLS = ["avg", "max", "min", "maxmin", "learned", "avgmax", "meanstd"]
 BACKBONES = {"cifar_resnet": {"depth": 8, "block": "basic"}, "resnet18": {}}
+NEW_ATTENTIONS = ("fca", "gct", "coord")  # with their own pool and SPEM's learned mix
+LITERATURE_POOLS = ["gem", "lse", "softpool", "dct", "mixed", "gated", "l2"]  # in SE, on one backbone
 CASES = [
     (backbone, attention, pool)
     for backbone in BACKBONES
     for attention in attention_names()
-    for pool in ([None] if attention == "none" else POOLS)
-]
+    for pool in (
+        [None] if attention == "none" else [None, "learned"] if attention in NEW_ATTENTIONS else POOLS
+    )
+] + [("cifar_resnet", "se", pool) for pool in LITERATURE_POOLS]
 FORMATS = ("onnx", "pt2")
 TOLERANCE = 1e-4
 

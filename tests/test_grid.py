@@ -149,8 +149,8 @@ def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     script = Path(summary["script"]).read_text()
     assert script in capsys.readouterr().out
     manifest = json.loads((tmp_path / "phenomenon_cifar10" / "grid.json").read_text())
-    assert len(manifest["points"]) == 4 * 7 * 3
-    assert "#SBATCH --array=0-83\n" in script
+    assert len(manifest["points"]) == 4 * 14 * 3
+    assert "#SBATCH --array=0-167\n" in script
     for option in (
         "--requeue",
         "--signal=TERM@120",
@@ -160,7 +160,7 @@ def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     ):
         assert f"#SBATCH {option}" in script
     commands = script.split("COMMANDS=(\n")[1].split("\n)\n")[0].splitlines()
-    assert len(commands) == 84  # one task per point, in the manifest's order, each its exact fit command
+    assert len(commands) == 168  # one task per point, in the manifest's order, each its exact fit command
     for line, point in zip(commands, manifest["points"], strict=True):
         assert shlex.split(line.split("  # ")[0]) == [point["command"]]
         assert line.endswith(f"# {point['index']}: {point['name']}")

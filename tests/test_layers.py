@@ -12,6 +12,7 @@ from torch import nn
 from spe_lightning.layers import (
     SPEM,
     attention_names,
+    attention_pools,
     create_attention,
     create_pool,
     eca_kernel_size,
@@ -166,10 +167,9 @@ def test_attention_returns_x_times_gate_with_no_residual():
         torch.testing.assert_close(m(x), x * m.gate(x))
 
 
-@pytest.mark.parametrize("name", ATTENTIONS)
-@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize(("name", "pool"), [(a, p) for a in ATTENTIONS for p in attention_pools(a)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_every_attention_with_every_pool_forward_backward(name, pool, dtype):
+def test_every_attention_with_every_pool_it_accepts_forward_backward(name, pool, dtype):
     m = create_attention(name, 7, pool=pool)  # odd channel count
     x = torch.randn(3, 7, 5, 6, dtype=dtype, requires_grad=True)  # as a bf16 conv/BN would hand over
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
@@ -201,7 +201,7 @@ def test_pool_instance_passes_through_and_custom_kwargs():
     ("call", "fragment"),
     [
         (lambda: create_pool("median"), "unknown pool 'median'; known pools: avg, avgmax"),
-        (lambda: create_attention("sk", 8), "unknown attention 'sk'; known attentions: cbam, eca, se"),
+        (lambda: create_attention("sk", 8), "unknown attention 'sk'; known attentions: cbam, coord, eca"),
         (lambda: create_pool("maxmin", lam=1.5), "lam=1.5 is outside the allowed range [0, 1]"),
         (lambda: create_attention("eca", 8, kernel_size=4), "eca kernel_size=4 is not allowed"),
     ],
@@ -245,7 +245,7 @@ def test_pool_shorthand_sets_the_pools_argument_and_rejects_what_it_cannot_set()
     assert parse_pool("avg") == ("avg", {})
     assert torch.equal(create_pool("maxmin@0.25").stat_weights(), torch.tensor([0.25, 0.75]))
     for spec, message in [
-        ("max@3", "'max' takes no @value (pools that do: fixed_mix@<lam>, maxmin@<lam>)"),
+        ("max@3", "'max' takes no @value (pools that do: fixed_mix@<lam>, gem@<p>, lse@<r>, maxmin@<lam>"),
         ("maxmin@x", "'x' is not a number (maxmin@<lam>)"),
         ("median@1", "unknown pool 'median'"),
     ]:

@@ -227,3 +227,17 @@ def test_non_finite_parameters_do_not_stop_the_monitor(tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()  # the run finished
     assert "spem_excite_bias/layer1/0" not in tags_with_prefix(events, "histograms", "spem_excite_bias/")
     assert "lam/layer1/0" in tags_with_prefix(events, "scalars", "lam/")
+
+
+@pytest.mark.parametrize(("pool", "tag"), [("gem", "gem_p"), ("mixed", "mixed_a")])
+def test_other_learned_pool_values_are_logged_like_lam(tmp_path, pool, tag):
+    run = fit_tiny_run(tmp_path, attention="se", pool=pool)
+    events = EventAccumulator(str(run), size_guidance=DEFAULT_SIZE_GUIDANCE)
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert sorted(t for t in tags if t.startswith(f"{tag}/")) == [f"{tag}/{b}" for b in BLOCKS]
+    assert not any(t.startswith("lam/") for t in tags)
+    steps = [e.step for e in events.Scalars(f"{tag}/layer1/0")]
+    assert steps[0] == 0 and len(steps) >= 4  # at the start, every 3 steps and each epoch end
+    values = [e.value for e in events.Scalars(f"{tag}/layer1/0")]
+    assert values[0] == pytest.approx(3.0 if pool == "gem" else 0.5) and values[-1] != values[0]

@@ -4,6 +4,10 @@
 
 ``spem@autograd`` is SPEM whose max/min pooling is plain ``amax``/``amin`` with autograd's
 backward, the straightforward implementation, timed in the same run for comparison.
+``<attention>:<pool>`` times an attention with another pool, e.g. the cost of each pool in SE:
+
+    python -m spe_lightning.benchmarks.train_step --rounds 5 \
+        --attentions '[se:avg, se:max, se:learned, se:gem, se:lse, se:softpool, se:dct]'
 
 Configurations are timed round-robin (one step of each in turn, repeated), so drift of
 a shared machine hits every configuration alike. Two ratios to the baseline are printed:
@@ -34,10 +38,10 @@ def _naive_max_min(x: torch.Tensor) -> torch.Tensor:
 
 
 def build(attention: str, depth: int, block: str) -> nn.Module:
-    """The benchmarked network; ``<name>@autograd`` swaps in autograd's max/min pooling."""
-    net = create_backbone(
-        "cifar_resnet", 10, depth=depth, block=block, attention=attention.removesuffix(NAIVE_SUFFIX)
-    )
+    """The benchmarked network; ``<name>@autograd`` swaps in autograd's max/min pooling, ``<name>:<pool>``
+    sets the pool."""
+    name, _, pool = attention.removesuffix(NAIVE_SUFFIX).partition(":")
+    net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=name, pool=pool or None)
     if attention.endswith(NAIVE_SUFFIX):
         for pool in net.modules():
             if isinstance(pool, LearnedMixPool):

@@ -3,7 +3,9 @@
 What is logged (block names like ``layer1.0``, written ``layer1/0`` in tags):
 
 - ``lam/<stage>/<block>``: the learned max/min mix weight of every block with learned pooling, every
-  ``log_every_n_steps`` optimizer steps and at every epoch end (to every logger). A custom-scalars layout
+  ``log_every_n_steps`` optimizer steps and at every epoch end (to every logger). Other pools' learned
+  values go the same way: ``gem_p/...`` (GeM's exponent), ``lse_r/...`` (LSE's sharpness), ``mixed_a/...``
+  (the max weight of the mixed pool, averaged over channels when per channel). A custom-scalars layout
   draws each stage as one multi-line chart.
 - ``gate_mean/<stage>/<block>``, ``gate_std/...`` (every logger) and ``gate/<stage>/<block>`` histograms:
   the channel gates each attention block produces on a fixed batch of validation images.
@@ -37,9 +39,9 @@ from torch import Tensor, nn
 
 from spe_lightning.inspect_logs import LAM, block_tag, lam_figure, stage_of
 from spe_lightning.layers.cbam import CBAM
-from spe_lightning.layers.pool import LearnedMixPool
+from spe_lightning.layers.pool import GlobalPool, LearnedMixPool
 from spe_lightning.layers.spem import SPEM
-from spe_lightning.models import NormAttention, learned_pools
+from spe_lightning.models import NormAttention, learned_pools, valued_pools
 
 SPEM_PARAMETERS = ("reweight_weight", "reweight_bias", "excite_weight", "excite_bias")
 HISTOGRAM_BINS = 64  # TensorBoard shows ~30 buckets; torch's default ~1500 make each histogram ~9 KB, not 0.5
@@ -109,6 +111,7 @@ class PoolingMonitor(Callback):
         self.lam_history: list[list[float]] = []
         self._restored_blocks: list[str] | None = None
         self._pools: list[tuple[str, LearnedMixPool]] = []
+        self._valued: list[tuple[str, GlobalPool]] = []
         self._spems: list[tuple[str, SPEM]] = []
         self._gates: list[tuple[str, nn.Module]] = []
         self._every = 1
@@ -122,11 +125,13 @@ class PoolingMonitor(Callback):
         return [block for block, _ in self._pools]
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pools = learned_pools(pl_module)
+        pools, valued = learned_pools(pl_module), valued_pools(pl_module)
         attention = _attention_blocks(pl_module)
-        names = _strip_common_parent([name for name, _ in pools] + [name for name, _ in attention])
-        pool_names, attention_names = names[: len(pools)], names[len(pools) :]
+        names = _strip_common_parent([name for name, _ in pools + valued + attention])
+        pool_names, valued_names = names[: len(pools)], names[len(pools) : len(pools) + len(valued)]
+        attention_names = names[len(pools) + len(valued) :]
         self._pools = [(name, pool) for name, (_, pool) in zip(pool_names, pools, strict=True)]
+        self._valued = [(name, pool) for name, (_, pool) in zip(valued_names, valued, strict=True)]
         attention = [(name, attn) for name, (_, attn) in zip(attention_names, attention, strict=True)]
         self._spems = [(name, attn) for name, attn in attention if isinstance(attn, SPEM)]
         gates = [(name, attn.channel if isinstance(attn, CBAM) else attn) for name, attn in attention]
@@ -146,14 +151,14 @@ class PoolingMonitor(Callback):
                 self._write_hparams(trainer, pl_module, logger)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._pools and trainer.is_global_zero and trainer.global_step == 0:  # resumed: logged already
-            self._log_lams(trainer, self._current_lams())
+        if self._valued and trainer.is_global_zero and trainer.global_step == 0:  # resumed: logged already
+            self._log_values(trainer)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._pools and trainer.global_step % self._every == 0 and trainer.is_global_zero:
-            self._log_lams(trainer, self._current_lams())
+        if self._valued and trainer.global_step % self._every == 0 and trainer.is_global_zero:
+            self._log_values(trainer)
 
     def on_validation_batch_start(
         self,
@@ -186,11 +191,10 @@ class PoolingMonitor(Callback):
         if not trainer.is_global_zero:
             return
         step = logging_step(trainer)
+        self._log_values(trainer)
         if self._pools:
-            lams = self._current_lams()
-            self._log_lams(trainer, lams)
             self.epochs.append(trainer.current_epoch)
-            self.lam_history.append(lams.tolist())
+            self.lam_history.append(self._current_lams().tolist())
         if not summarise:
             return
         tensorboards = self._tensorboards(trainer)
@@ -241,13 +245,18 @@ class PoolingMonitor(Callback):
         """lam of every block, on the host: one stack on the device, one copy."""
         return torch.stack([pool.lam for _, pool in self._pools]).cpu()
 
-    def _log_lams(self, trainer: Trainer, lams: Tensor) -> None:
+    @torch.no_grad()
+    def _log_values(self, trainer: Trainer) -> None:
+        """Every pool's learned values (lam, GeM's p, ...) as ``<value>/<stage>/<block>``, one copy."""
         step = logging_step(trainer)
-        if step == self._last_logged_step:  # epoch end on a logging step, or gradient accumulation
+        if step == self._last_logged_step or not self._valued:  # an epoch end on a logging step
             return
-        metrics = {
-            block_tag(LAM, name): value for name, value in zip(self.blocks, lams.tolist(), strict=True)
+        tensors = {
+            block_tag(key, name): value
+            for name, pool in self._valued
+            for key, value in pool.logged_values().items()
         }
+        metrics = {tag: value.item() for tag, value in _to_host(tensors).items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step)
         self._last_logged_step = step

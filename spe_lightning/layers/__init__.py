@@ -1,10 +1,9 @@
-"""Pooling strategies and attention modules, one file per family (timm-style)."""
+"""Pooling strategies and attention modules, one file per family (timm-style).
 
-from spe_lightning.layers.cbam import CBAM, ChannelGate, SpatialGate
-from spe_lightning.layers.create_attn import attention_names, create_attention, default_pool, is_attention
-from spe_lightning.layers.eca import EfficientChannelAttention, eca_kernel_size
-from spe_lightning.layers.max_min import global_max_min
-from spe_lightning.layers.pool import (
+Importing this package registers every pool (each pool module files itself under its name).
+"""
+
+from spe_lightning.layers.pool import (  # isort: skip  (the registry first: the pool modules register in it)
     AvgMaxPool,
     AvgPool,
     FixedMixPool,
@@ -17,6 +16,26 @@ from spe_lightning.layers.pool import (
     create_pool,
     pool_names,
 )
+from spe_lightning.layers.dct import DCTPool
+from spe_lightning.layers.gem import GeMPool
+from spe_lightning.layers.l2 import L2Pool
+from spe_lightning.layers.lse import LSEPool
+from spe_lightning.layers.mixed import GatedPool, MixedPool
+from spe_lightning.layers.softpool import SoftPool
+
+from spe_lightning.layers.cbam import CBAM, ChannelGate, SpatialGate  # isort: skip
+from spe_lightning.layers.coord import CoordinateAttention
+from spe_lightning.layers.create_attn import (
+    attention_names,
+    attention_pools,
+    create_attention,
+    default_pool,
+    is_attention,
+)
+from spe_lightning.layers.eca import EfficientChannelAttention, eca_kernel_size
+from spe_lightning.layers.fca import FcaNet
+from spe_lightning.layers.gct import GatedChannelTransformation
+from spe_lightning.layers.max_min import global_max_min
 from spe_lightning.layers.spem import SPEM, SPEMFigure
 from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
@@ -27,18 +46,29 @@ __all__ = [
     "AvgMaxPool",
     "AvgPool",
     "ChannelGate",
+    "CoordinateAttention",
+    "DCTPool",
     "EfficientChannelAttention",
+    "FcaNet",
     "FixedMixPool",
+    "GatedChannelTransformation",
+    "GatedPool",
+    "GeMPool",
     "GlobalPool",
+    "L2Pool",
+    "LSEPool",
     "LearnedMixPool",
     "MaxPool",
     "MeanStdPool",
     "MinPool",
+    "MixedPool",
     "SPEMFigure",
+    "SoftPool",
     "SpatialGate",
     "SqueezeExcite",
     "StyleRecalibration",
     "attention_names",
+    "attention_pools",
     "combine_stats",
     "create_attention",
     "create_pool",

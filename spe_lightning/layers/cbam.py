@@ -26,7 +26,7 @@ class ChannelGate(nn.Module):
     ) -> None:
         super().__init__()
         hidden = reduced_width(channels, reduction)
-        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
         )

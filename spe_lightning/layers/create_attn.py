@@ -8,8 +8,11 @@ from typing import Any
 from torch import nn
 
 from spe_lightning.layers.cbam import CBAM
+from spe_lightning.layers.coord import CoordinateAttention
 from spe_lightning.layers.eca import EfficientChannelAttention
-from spe_lightning.layers.pool import GlobalPool
+from spe_lightning.layers.fca import FcaNet
+from spe_lightning.layers.gct import GatedChannelTransformation
+from spe_lightning.layers.pool import GlobalPool, pool_class, pool_names
 from spe_lightning.layers.spem import SPEM, SPEMFigure
 from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
@@ -22,6 +25,9 @@ _ATTENTIONS: dict[str, type[nn.Module]] = {
     "srm": StyleRecalibration,
     "spem": SPEM,
     "spem_fig": SPEMFigure,
+    "fca": FcaNet,
+    "gct": GatedChannelTransformation,
+    "coord": CoordinateAttention,
 }
 
 
@@ -39,6 +45,13 @@ def default_pool(name: str | None) -> str | None:
     if not is_attention(name):
         return None
     return inspect.signature(lookup(_ATTENTIONS, name, "attention")).parameters["pool"].default
+
+
+def attention_pools(name: str) -> list[str]:
+    """The pools attention ``name`` accepts: every pool, or those with a directional form for ``coord``."""
+    cls = lookup(_ATTENTIONS, name, "attention")
+    directional = cls is CoordinateAttention
+    return [pool for pool in pool_names() if not directional or pool_class(pool).directional]
 
 
 def create_attention(

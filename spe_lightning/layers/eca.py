@@ -36,7 +36,7 @@ class EfficientChannelAttention(nn.Module):
         k = kernel_size if kernel_size is not None else eca_kernel_size(channels, gamma, beta)
         if k < 1 or k % 2 == 0:
             raise ValueError(f"eca kernel_size={k!r} is not allowed; use a positive odd integer")
-        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
 
     def gate(self, x: Tensor) -> Tensor:

@@ -2,7 +2,8 @@
 
 Every strategy exposes the statistics it is built from, ``stats(x)``: a stack of S
 pooled descriptors, S x B x C x 1 x 1, and the weights that combine them,
-``stat_weights()`` (S,); ``forward(x)`` returns the combined descriptor (B x C x 1 x 1).
+``stat_weights()`` (S, or S x C for per-channel weights); ``forward(x)`` returns the
+combined descriptor (B x C x 1 x 1).
 The statistic axis leads so that each statistic is a contiguous B x C block: the gates'
 elementwise ops then run along channels (with S innermost, a B x C x 2 tensor makes
 every op a loop of length two). Modules that pool once (SE, ECA) call
@@ -14,6 +15,7 @@ The max/min mixes are from "Mix-Pooling Strategy for Attention Mechanism"
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -31,6 +33,9 @@ class GlobalPool(nn.Module):
     num_stats: int = 1
     shorthand: str | None = None
     """The argument ``<name>@<value>`` sets (see :func:`parse_pool`), if the pool has one."""
+    directional: bool = True
+    """Whether :meth:`along` works: the statistic is defined on any set of positions and shares its
+    parameters across channels (a per-channel or 2-D parameter cannot follow one axis's positions)."""
 
     def __init__(self, weights: tuple[float, ...] = (1.0,)) -> None:
         super().__init__()
@@ -45,6 +50,34 @@ class GlobalPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return combine_stats(self.stats(x), self.stat_weights())
 
+    def along(self, x: Tensor, dim: int) -> Tensor:
+        """Pool along one spatial axis only: ``dim=3`` (W) gives B x C x H x 1, ``dim=2`` (H) B x C x 1 x W.
+
+        Each row (or column) is pooled as a 1 x W (H) map of its own: coordinate attention's squeeze.
+        """
+        if not self.directional:
+            raise ValueError(f"{type(self).__name__} has no pooling along one axis; {directional_help()}")
+        if dim not in (2, 3):
+            raise ValueError(f"along dim={dim!r} is not allowed; pool along 2 (H) or 3 (W)")
+        b, c, h, w = x.shape
+        rows = x if dim == 3 else x.transpose(2, 3)  # rows to pool, each along the last axis
+        pooled = self(rows.reshape(b, c * rows.shape[2], 1, rows.shape[3]))
+        return pooled.view(b, c, h, 1) if dim == 3 else pooled.view(b, c, 1, w)
+
+    def logged_values(self) -> dict[str, Tensor]:
+        """Learned scalars to watch during training (``{"lam": ...}``), logged per block by PoolingMonitor."""
+        return {}
+
+
+def directional_help() -> str:
+    along = ", ".join(n for n, cls in sorted(_POOLS.items()) if cls.directional)
+    return f"pools that pool along one axis: {along}"
+
+
+def broadcast_weights(weights: Tensor) -> Tensor:
+    """Weights of shape S (one per statistic) or S x C (per channel) as S x 1 x C' x 1 x 1."""
+    return weights.reshape(weights.shape[0], 1, -1, 1, 1)
+
 
 def combine_stats(stats: Tensor, weights: Tensor) -> Tensor:
     """Weighted sum over the statistics axis: S x B x C x 1 x 1 -> B x C x 1 x 1.
@@ -53,7 +86,7 @@ def combine_stats(stats: Tensor, weights: Tensor) -> Tensor:
     """
     if stats.shape[0] == 1:
         return stats[0]
-    return (stats * weights.view(-1, 1, 1, 1, 1)).sum(0)
+    return (stats * broadcast_weights(weights)).sum(0)
 
 
 @register(_POOLS, "avg")
@@ -80,19 +113,11 @@ class MinPool(GlobalPool):
         return global_max_min(x)[1:]
 
 
-class _MaxMinPool(GlobalPool):
-    """Mixes of the spatial max and min, computed in one autograd node."""
-
-    num_stats = 2
-
-    def stats(self, x: Tensor) -> Tensor:
-        return global_max_min(x)
-
-
 @register(_POOLS, "maxmin", "fixed_mix")
-class FixedMixPool(_MaxMinPool):
+class FixedMixPool(GlobalPool):
     """``lam * max + (1 - lam) * min`` with lam given: the paper's phenomenon experiment."""
 
+    num_stats = 2
     shorthand = "lam"
 
     def __init__(self, lam: float = 0.5) -> None:
@@ -101,19 +126,45 @@ class FixedMixPool(_MaxMinPool):
         super().__init__((lam, 1.0 - lam))
         self.lam = lam
 
+    def stats(self, x: Tensor) -> Tensor:
+        return global_max_min(x)  # both extremes in one autograd node
+
 
 @register(_POOLS, "learned", "learned_mix")
-class LearnedMixPool(_MaxMinPool):
-    """SPEM's self-adaptive mix: lam = p0^2 / (p0^2 + p1^2), with p learned per block.
+class LearnedMixPool(GlobalPool):
+    """SPEM's self-adaptive mix: weights p_i^2 / sum_j p_j^2 over ``pools``, with p learned per block.
 
-    The squares keep both weights non-negative and summing to one; the regulariser
-    p0^2 + p1^2 (added to the loss by the trainer) keeps p from growing without bound,
-    since lam is invariant to the scale of p.
+    The paper mixes max and min: lam = p0^2 / (p0^2 + p1^2) weighs max and 1 - lam min. Any list of
+    single-statistic pools works the same way (``pools: [avg, max, min]``). The squares keep the weights
+    non-negative and summing to one; the regulariser sum p_i^2 (added to the loss by the trainer) keeps p
+    from growing without bound, since the weights are invariant to the scale of p.
     """
 
-    def __init__(self, init: tuple[float, float] = (0.5, 0.5)) -> None:
-        super().__init__((0.5, 0.5))
+    def __init__(
+        self,
+        init: tuple[float, ...] | None = None,
+        pools: tuple[str, ...] = ("max", "min"),
+        channels: int | None = None,
+    ) -> None:
+        pools = tuple(pools)
+        init = tuple(init) if init is not None else (0.5,) * len(pools)
+        if len(pools) < 2 or len(init) != len(pools):
+            raise ValueError(
+                f"learned pool: pools={list(pools)!r} with init={list(init)!r} is not allowed; "
+                "give two or more pools and one init value per pool"
+            )
+        super().__init__(init)
+        self.num_stats = len(pools)
+        self.pool_names = pools
         self.p = nn.Parameter(torch.tensor(init, dtype=torch.float32))
+        # the paper's pair runs as one fused max/min op; other lists pool one by one
+        self.pools = None if pools == ("max", "min") else nn.ModuleList(_single_stat_pools(pools, channels))
+        self.directional = self.pools is None or all(pool.directional for pool in self.pools)
+
+    def stats(self, x: Tensor) -> Tensor:
+        if self.pools is None:
+            return global_max_min(x)
+        return torch.cat([pool.stats(x) for pool in self.pools])
 
     def stat_weights(self) -> Tensor:
         sq = self.p.float().square()  # float32 even under autocast
@@ -121,15 +172,27 @@ class LearnedMixPool(_MaxMinPool):
 
     @property
     def lam(self) -> Tensor:
-        """Current weight of max pooling (min gets 1 - lam)."""
+        """Current weight of the first pool (max pooling in the paper's mix; min gets 1 - lam)."""
         return self.stat_weights()[0]
 
     def regularization(self) -> Tensor:
         return mix_regularization(self.p)
 
+    def logged_values(self) -> dict[str, Tensor]:
+        return {"lam": self.lam}
+
+
+def _single_stat_pools(names: tuple[str, ...], channels: int | None) -> list[GlobalPool]:
+    pools = [create_pool(name, channels=channels) for name in names]
+    multi = [name for name, pool in zip(names, pools, strict=True) if pool.num_stats != 1]
+    if multi:
+        single = ", ".join(n for n, cls in sorted(_POOLS.items()) if cls.num_stats == 1)
+        raise ValueError(f"learned pool: {', '.join(multi)} pool more than one statistic; mix from: {single}")
+    return pools
+
 
 def mix_regularization(p: Tensor) -> Tensor:
-    """p0^2 + p1^2, summed over any stack of learned-mix parameters (float32 under autocast)."""
+    """sum p_i^2 over any stack of learned-mix parameters (float32 under autocast)."""
     return p.float().square().sum()
 
 
@@ -170,6 +233,10 @@ def pool_names() -> list[str]:
     return sorted(_POOLS)
 
 
+def pool_class(name: str) -> type[GlobalPool]:
+    return lookup(_POOLS, name, "pool")
+
+
 def reduced_width(channels: int, reduction: int) -> int:
     """Hidden width of an excitation bottleneck (SE, CBAM): ``channels // reduction``, at least 1."""
     if not isinstance(reduction, int) or reduction < 1:
@@ -199,9 +266,10 @@ def parse_pool(spec: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"pool {spec!r}: {value!r} is not a number ({name}@<{argument}>)") from None
 
 
-def create_pool(name: str | GlobalPool, **kwargs: Any) -> GlobalPool:
+def create_pool(name: str | GlobalPool, channels: int | None = None, **kwargs: Any) -> GlobalPool:
     """Build a pooling strategy by name (or ``name@value``, see :func:`parse_pool`); an instance passes
-    through unchanged."""
+    through unchanged. ``channels`` (the attention's width) goes to the pools that take it (per-channel
+    parameters, FcaNet's channel groups)."""
     if isinstance(name, GlobalPool):
         if kwargs:
             raise ValueError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
@@ -210,4 +278,7 @@ def create_pool(name: str | GlobalPool, **kwargs: Any) -> GlobalPool:
     clash = sorted(set(shorthand) & set(kwargs))
     if clash:
         raise ValueError(f"pool {name!r} sets {clash[0]} twice (in the name and in pool_kwargs); keep one")
-    return build(lookup(_POOLS, base, "pool"), f"pool {base!r}", **shorthand, **kwargs)
+    cls = lookup(_POOLS, base, "pool")
+    if "channels" in inspect.signature(cls).parameters:
+        kwargs["channels"] = channels
+    return build(cls, f"pool {base!r}", **shorthand, **kwargs)

@@ -36,7 +36,7 @@ class SPEM(nn.Module):
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
         shape = (1, channels, 1, 1)
         self.reweight_weight = nn.Parameter(torch.zeros(shape))
         self.reweight_bias = nn.Parameter(torch.full(shape, -1.0))

@@ -19,13 +19,14 @@ class SqueezeExcite(nn.Module):
         reduction: int = 16,
         pool: str | GlobalPool = "avg",
         pool_kwargs: dict[str, Any] | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         hidden = reduced_width(channels, reduction)
-        self.pool = create_pool(pool, **(pool_kwargs or {}))
-        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        self.fc1 = nn.Conv2d(channels, hidden, 1, bias=bias)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1, bias=bias)
 
     def gate(self, x: Tensor) -> Tensor:
         z = self.pool(x)  # 1. pool

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, create_pool
+from spe_lightning.layers.pool import GlobalPool, broadcast_weights, create_pool
 
 
 class StyleRecalibration(nn.Module):
@@ -25,14 +25,14 @@ class StyleRecalibration(nn.Module):
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.pool = create_pool(pool, **(pool_kwargs or {}))
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
         num_stats = self.pool.num_stats
         self.cfc = nn.Conv2d(channels, channels, (num_stats, 1), groups=channels, bias=False)
         nn.init.zeros_(self.cfc.weight)
         self.bn = nn.BatchNorm2d(channels)
 
     def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x) * self.pool.stat_weights().view(-1, 1, 1, 1, 1)  # 1. pool
+        stats = self.pool.stats(x) * broadcast_weights(self.pool.stat_weights())  # 1. pool
         # 2. excite: the channel-wise fc is the reference code's conv over B x C x S x 1
         return torch.sigmoid(self.bn(self.cfc(stats.squeeze(4).permute(1, 2, 0, 3))))
 

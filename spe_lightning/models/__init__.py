@@ -8,7 +8,7 @@ from spe_lightning.models.factory import (
     create_backbone,
     load_backbone_weights,
 )
-from spe_lightning.models.inspect import learned_pools, pooling_lambdas, pooling_regularization
+from spe_lightning.models.inspect import learned_pools, pooling_lambdas, pooling_regularization, valued_pools
 from spe_lightning.models.torchvision_resnet import load_pretrained, pretrained_state_dict
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "pooling_lambdas",
     "pooling_regularization",
     "pretrained_state_dict",
+    "valued_pools",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import LearnedMixPool, mix_regularization
+from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, mix_regularization
 
 
 def learned_pools(model: nn.Module) -> list[tuple[str, LearnedMixPool]]:
@@ -25,6 +25,15 @@ def learned_pools(model: nn.Module) -> list[tuple[str, LearnedMixPool]]:
     return found
 
 
+def valued_pools(model: nn.Module) -> list[tuple[str, GlobalPool]]:
+    """(block name, pool) for every pool with learned values to watch (lam, GeM's p, LSE's r, ...)."""
+    return [
+        (_block_name(name), module)
+        for name, module in model.named_modules()
+        if isinstance(module, GlobalPool) and module.logged_values()
+    ]
+
+
 def _block_name(pool_path: str) -> str:
     parts = pool_path.split(".")
     for marker in ("attn", "channel"):
@@ -37,12 +46,12 @@ def _block_name(pool_path: str) -> str:
 
 
 def pooling_regularization(model: nn.Module) -> Tensor:
-    """Sum over learned mixes of p0^2 + p1^2: the paper's pooling-parameter loss (alpha not applied)."""
+    """Sum over learned mixes of sum_i p_i^2: the paper's pooling-parameter loss (alpha not applied)."""
     params = [m.p for m in model.modules() if isinstance(m, LearnedMixPool)]
     if not params:
         param = next(model.parameters(), None)
         return torch.zeros((), device=param.device if param is not None else None)
-    return mix_regularization(torch.stack(params))  # one op for all blocks, not three per block
+    return mix_regularization(torch.cat(params))  # one op for all blocks, not three per block
 
 
 def pooling_lambdas(model: nn.Module) -> list[tuple[str, Tensor]]:

@@ -1,0 +1,45 @@
+"""Gated Channel Transformation (Yang, Zhu, Jiang, Gao, Xiao, Zheng, "Gated Channel Transformation for
+Visual Recognition", CVPR 2020, arXiv 1909.11519).
+
+    s    = pool(x)                                    # 1. pool: l2 (alpha * ||x_c||_2) by default
+    n    = gamma * s / sqrt(mean_c(s^2) + eps)        # 2. excite: channel normalisation, then
+    gate = 1 + tanh(n + beta)                         #    the gate, in (0, 2)
+    out  = x * gate                                   # 3. recalibrate
+
+gamma and beta start at 0, so every gate starts at 1 and the block starts as the identity, as the paper
+initialises it. With another pool, its descriptor replaces the l2 embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.pool import GlobalPool, create_pool
+
+
+class GatedChannelTransformation(nn.Module):
+    """GCT: embedding, channel normalisation across channels, tanh gate around 1."""
+
+    def __init__(
+        self,
+        channels: int,
+        eps: float = 1e-5,
+        pool: str | GlobalPool = "l2",
+        pool_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def gate(self, x: Tensor) -> Tensor:
+        s = self.pool(x).float()  # 1. pool: B x C x 1 x 1
+        norm = self.gamma * s / (s.square().mean(1, keepdim=True) + self.eps).sqrt()  # 2. excite
+        return 1.0 + torch.tanh(norm + self.beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(x).to(x.dtype)  # 3. recalibrate

@@ -1,0 +1,33 @@
+"""L2 pooling with a learned per-channel scale: the global context embedding of GCT (Yang, Zhu, Jiang,
+Gao, Xiao, Zheng, "Gated Channel Transformation for Visual Recognition", CVPR 2020, arXiv 1909.11519):
+``alpha_c * sqrt(sum_hw x^2 + eps)``, alpha initialised to 1 and eps = 1e-5 as in the paper's code.
+
+A sum, not a mean: the embedding grows with the map's size, which GCT's channel normalisation that
+follows removes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spe_lightning.layers.pool import _POOLS, GlobalPool
+from spe_lightning.registry import register
+
+
+@register(_POOLS, "l2")
+class L2Pool(GlobalPool):
+    """The L2 norm of each channel's map, times a learned alpha per channel."""
+
+    directional = False  # alpha is per channel
+
+    def __init__(self, channels: int | None = None, eps: float = 1e-5) -> None:
+        if channels is None:
+            raise ValueError("l2 pool needs channels: build it through an attention (channels come from it)")
+        super().__init__()
+        self.eps = eps
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def stats(self, x: Tensor) -> Tensor:
+        norm = (x.float().square().sum((2, 3), keepdim=True) + self.eps).sqrt()
+        return (norm * self.alpha.float()).to(x.dtype)[None]

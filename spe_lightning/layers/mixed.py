@@ -1,0 +1,77 @@
+"""Learned mixes of max and average pooling (Lee, Gallagher, Tu, "Generalizing Pooling Functions in
+Convolutional Neural Networks: Mixed, Gated, and Tree", AISTATS 2016, arXiv 1509.08985), over the whole
+map, as the squeeze of an attention module.
+
+- ``mixed``: ``a * max + (1 - a) * avg`` with a in [0, 1] learned, one per block (the paper's "per layer")
+  or one per channel (``per_channel=True``). a starts at 0.5 and is clamped to [0, 1] where it is used:
+  past a bound its gradient stops, and weight decay (which pulls a towards 0) brings it back.
+- ``gated``: the mix is computed from the input, ``g = sigmoid(w . x)`` per channel, with a gating mask w
+  shared by the channels and learned (init 0, so g starts at 0.5). The paper's mask covers its pooling
+  region; a global region has no fixed size, so the map is average-pooled to a ``grid`` x ``grid`` region
+  first (default 4: a 4 x 4 mask).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spe_lightning.layers.max_min import global_max_min
+from spe_lightning.layers.pool import _POOLS, GlobalPool
+from spe_lightning.registry import register
+
+
+def max_and_avg(x: Tensor) -> Tensor:
+    """2 x B x C x 1 x 1: the spatial max (one-index backward, as ``max``), then the mean."""
+    return torch.cat((global_max_min(x)[:1], x.mean((2, 3), keepdim=True)[None]))
+
+
+@register(_POOLS, "mixed")
+class MixedPool(GlobalPool):
+    """``a * max + (1 - a) * avg``, a learned."""
+
+    num_stats = 2
+    shorthand = "a"
+
+    def __init__(self, a: float = 0.5, per_channel: bool = False, channels: int | None = None) -> None:
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"mixed pool a={a!r} is outside the allowed range [0, 1]")
+        if per_channel and channels is None:
+            raise ValueError("mixed pool per_channel=True needs channels: build it through an attention")
+        super().__init__()
+        self.directional = not per_channel
+        self.a = nn.Parameter(torch.full((channels,) if per_channel else (), float(a)))
+
+    def stats(self, x: Tensor) -> Tensor:
+        return max_and_avg(x)
+
+    def stat_weights(self) -> Tensor:
+        a = self.a.float().clamp(0.0, 1.0)
+        return torch.stack((a, 1.0 - a))
+
+    def logged_values(self) -> dict[str, Tensor]:
+        return {"mixed_a": self.a.float().clamp(0.0, 1.0).mean()}
+
+
+@register(_POOLS, "gated")
+class GatedPool(GlobalPool):
+    """``g * max + (1 - g) * avg`` with g = sigmoid(w . x) computed per image and channel."""
+
+    directional = False
+
+    def __init__(self, grid: int = 4) -> None:
+        if not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"gated pool grid={grid!r} is not allowed; use a positive integer")
+        super().__init__()
+        self.grid = grid
+        self.mask = nn.Parameter(torch.zeros(grid * grid))
+
+    def gate(self, x: Tensor) -> Tensor:
+        region = F.adaptive_avg_pool2d(x.float(), self.grid).flatten(2)  # B x C x grid^2
+        return torch.sigmoid(region @ self.mask.float())[..., None, None]  # B x C x 1 x 1
+
+    def stats(self, x: Tensor) -> Tensor:
+        top, mean = max_and_avg(x).float()
+        g = self.gate(x)
+        return (g * top + (1.0 - g) * mean).to(x.dtype)[None]
