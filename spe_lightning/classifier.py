@@ -17,13 +17,14 @@ from torch import Tensor
 from torch.optim import SGD
 from torch.optim.lr_scheduler import MultiStepLR
 from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
 from spe_lightning.accelerate import CompileOption, compile_kwargs, prepare_network, to_memory_format
+from spe_lightning.metrics import TopKAccuracy
 from spe_lightning.models import (
     check_pretrained,
     create_backbone,
     load_backbone_weights,
+    pooling_parameters,
     pooling_regularization,
 )
 
@@ -33,19 +34,17 @@ PAPER_MULTISTEP: dict[str, Any] = {"milestones": [81, 122], "gamma": 0.1}
 
 
 LOSSES = ("loss", "loss_cls", "loss_pool")
-"""Training losses, logged per step and per epoch (``train/loss``, ``_step``, ``_epoch``)."""
+"""Training losses, logged per step (``train/loss_step``, each rank's own) and per epoch
+(``train/loss_epoch``, the mean over every rank)."""
 ACCURACIES = ("acc1", "acc5")
 BEST = "val/acc1_best"
 
 
 def _accuracy_metrics(num_classes: int, stage: str) -> MetricCollection:
-    """Top-1 and top-k (k = min(5, classes)) accuracy over all samples (micro average, as papers report)."""
-    top_k = min(5, num_classes)
-    top = dict(zip(ACCURACIES, (1, top_k), strict=True))
-    return MetricCollection(
-        {name: MulticlassAccuracy(num_classes, top_k=k, average="micro") for name, k in top.items()},
-        prefix=f"{stage}/",
-    )
+    """Top-1 and top-k (k = min(5, classes)) accuracy over all samples (micro average, as papers report),
+    updated without a host sync (:class:`~spe_lightning.metrics.TopKAccuracy`)."""
+    top = dict(zip(ACCURACIES, (1, min(5, num_classes)), strict=True))
+    return MetricCollection({name: TopKAccuracy(k) for name, k in top.items()}, prefix=f"{stage}/")
 
 
 class ImageClassifier(LightningModule):
@@ -122,12 +121,14 @@ class ImageClassifier(LightningModule):
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)
         self._net_prepared = False
+        self.pool_params = pooling_parameters(self.net)
 
     def configure_model(self) -> None:
         """Apply the speed options to the network once, before a strategy (DDP) wraps or moves it."""
         if not self._net_prepared:
             prepare_network(self.net, self.hparams.channels_last, self.hparams.compile)
             self._net_prepared = True
+        self.pool_params = pooling_parameters(self.net)  # the regulariser's terms, found once
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(to_memory_format(x, self.hparams.channels_last))
@@ -135,7 +136,7 @@ class ImageClassifier(LightningModule):
     def losses(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Classification loss, raw pooling regulariser and their total (``loss_cls + alpha * loss_pool``)."""
         loss_cls = F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
-        loss_pool = pooling_regularization(self.net)
+        loss_pool = pooling_regularization(self.net, self.pool_params)
         return {
             "loss": loss_cls + self.hparams.pool_alpha * loss_pool,
             "loss_cls": loss_cls,
@@ -146,10 +147,12 @@ class ImageClassifier(LightningModule):
         x, target = batch
         logits = self(x)
         losses = self.losses(logits, target)
-        # sync_dist makes the epoch means global under DDP (three scalars: cheap next to the gradients).
-        self.log_dict(
-            {f"train/{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True, sync_dist=True
-        )
+        # Step values are each rank's own (no all-reduce per step); the epoch means are global under DDP,
+        # reduced once at the epoch end.
+        train = {f"train/{k}": v.detach() for k, v in losses.items()}
+        self.log_dict({f"{k}_step": v for k, v in train.items()}, on_step=True, on_epoch=False)
+        epoch = {f"{k}_epoch": v for k, v in train.items()}
+        self.log_dict(epoch, on_step=False, on_epoch=True, sync_dist=True)
         self.train_metrics.update(logits, target)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, prog_bar=True)
         return losses["loss"]
@@ -171,7 +174,7 @@ class ImageClassifier(LightningModule):
     @classmethod
     def monitorable_metrics(cls) -> list[str]:
         """Every name a callback or scheduler can monitor: what the steps above log, as Lightning keys it."""
-        losses = [f"train/{k}{suffix}" for k in LOSSES for suffix in ("", "_step", "_epoch")]
+        losses = [f"train/{k}{suffix}" for k in LOSSES for suffix in ("_step", "_epoch")]
         evaluated = [f"{stage}/{k}" for stage in ("val", "test") for k in ("loss", *ACCURACIES)]
         return sorted([*losses, *(f"train/{k}" for k in ACCURACIES), *evaluated, BEST])
 

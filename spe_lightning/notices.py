@@ -20,8 +20,8 @@ WARNINGS = (
 """(message regex, category, module regex) of each silenced warning."""
 
 LOG_RECORDS = {
-    # An advertisement for a cloud model registry, at every fit.
-    "lightning.pytorch.utilities.rank_zero": re.compile(r"💡 Tip: For seamless cloud uploads"),
+    # Advertisements for a cloud model registry and a cloud logger, at every fit.
+    "lightning.pytorch.utilities.rank_zero": re.compile(r"💡 Tip: For seamless cloud (uploads|logging)"),
 }
 """Logger name -> message pattern of the records dropped from it."""
 

@@ -199,3 +199,22 @@ def test_kernel_builds_and_runs_for_other_instruction_sets(capability):
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"spe_lightning_max_min_{capability}_torch" in done.stdout
     assert "CUDA" not in done.stderr  # cpp_extension's warning about a CUDA toolkit without a GPU
+
+
+def test_the_native_path_gives_the_custom_ops_values_and_one_index_gradients():
+    """CUDA and torch.compile use torch.max/min with autograd's backward: same values, same gradient."""
+    from spe_lightning.layers.max_min import max_min_with_indices, native_max_min
+
+    x = torch.randn(3, 4, 5, 6)
+    x[0, 0] = 1.0  # a constant map: max and min tie everywhere
+    x[1, 1, 2, :] = x[1, 1].max() + 1  # a tied maximum along a row
+    upstream = torch.randn(2, 3, 4, 1, 1)
+    grads = []
+    for pool in (lambda t: max_min_with_indices(t)[0][..., None, None], native_max_min):
+        leaf = x.clone().requires_grad_(True)
+        out = pool(leaf)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), leaf.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    assert int((grads[1][1][1, 1] != 0).sum()) == 2  # one element for the max, one for the min

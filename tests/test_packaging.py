@@ -170,8 +170,8 @@ def test_unknown_attention_keywords_are_one_line_listing_the_accepted_ones(
 
 
 def test_a_fit_prints_none_of_the_silenced_notices(tmp_path, monkeypatch, capfd):
-    """Lightning's LeafSpec deprecation, the litmodels tip and the weights_only notice stay out of the log;
-    a warning about the user's own setup (fewer batches than the logging interval) still shows."""
+    """Lightning's LeafSpec deprecation, its litmodels and litlogger tips and the weights_only notice are
+    not printed; a warning about the user's own setup (fewer batches than the logging interval) still is."""
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -180,7 +180,7 @@ def test_a_fit_prints_none_of_the_silenced_notices(tmp_path, monkeypatch, capfd)
                   "--model.backbone_kwargs", "{depth: 8, block: basic}"])  # fmt: skip
     captured = capfd.readouterr()
     log = captured.out + captured.err + "\n".join(str(w.message) for w in caught)
-    for noise in ("LeafSpec", "litmodels", "weights_only", "configure_optimizers"):
+    for noise in ("LeafSpec", "litmodels", "litlogger", "Tip:", "weights_only", "configure_optimizers"):
         assert noise not in log, noise
     assert "best val/acc1 =" in log
     assert "The number of training batches (2) is smaller than the logging interval" in log

@@ -134,61 +134,112 @@ class LastCheckpoint(Checkpoint):
             rank_zero_info(f"saved {self.path} at step {trainer.global_step}")
 
 
+LOSS_CHECK = "the training loss"
+"""The name of the loss flag among the checks before a save."""
+
+
 class NonFiniteLossError(RunFailure):
     """The training loss, or the weights about to be checkpointed, became NaN or infinite."""
 
 
 class FiniteLossGuard(Callback):
-    """Stop training at the first NaN or infinite loss, and never checkpoint non-finite weights.
+    """Stop training after a NaN or infinite loss, and never checkpoint what came after it.
 
-    The loss is checked before backward, so the broken step never updates the weights. A loss can stay
-    finite while the weights blow up (BatchNorm normalises huge activations; its running statistics
-    overflow), so every checkpoint is checked before it is written too: the last checkpoint on disk
-    always holds the last finite state.
+    Each step's check stays on the device (no host sync on the training hot path): a flag and the first
+    bad step accumulate there, and the run decides every ``check_every_n_steps`` optimizer steps (default:
+    the trainer's ``log_every_n_steps``, when Lightning syncs to log anyway), at every epoch end, and
+    before every checkpoint is written. The steps between a bad loss and that decision update the weights
+    but are never saved: the error names the first bad step, and the last checkpoint on disk holds the
+    state before it. A loss can stay finite while the weights blow up (BatchNorm normalises huge
+    activations; its running statistics overflow), so every checkpoint's weights are checked too.
 
     Args:
         enabled: False lets training go on through non-finite values (Lightning's default behaviour).
+        check_every_n_steps: optimizer steps between two decisions; None uses ``log_every_n_steps``.
 
-    Under DDP the ranks agree before stopping, so a NaN on one rank stops all of them together.
+    Under DDP the ranks agree at each decision, so a NaN on one rank stops all of them together.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, check_every_n_steps: int | None = None) -> None:
+        if check_every_n_steps is not None and check_every_n_steps < 1:
+            raise ValueError(
+                f"loss_guard.check_every_n_steps={check_every_n_steps!r} is not allowed; use None or >= 1"
+            )
         self.enabled = enabled
+        self.check_every_n_steps = check_every_n_steps
+        self._every = 1
+        self._bad: Tensor | None = None  # on the device: any non-finite loss since the last decision
+        self._first: Tensor | None = None  # on the device: the global step of the first one, or -1
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._every = self.check_every_n_steps or trainer.log_every_n_steps
+        self._bad = self._first = None
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Tensor) -> None:
         if not self.enabled:
             return
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(not finite, all=False):
-            value = "non-finite on another rank" if finite else loss.item()
-            self._stop(trainer, f"training loss is {value}", "stopped before the update")
+        bad = ~torch.isfinite(loss.detach()).all()
+        first = torch.where(bad, trainer.global_step, -1)
+        if self._bad is None:
+            self._bad, self._first = bad, first
+        else:
+            self._first = torch.where(self._bad, self._first, first)
+            self._bad = self._bad | bad
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if trainer.global_step % self._every == 0:
+            self.decide(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.decide(trainer)
+
+    def decide(self, trainer: Trainer) -> None:
+        """Read the device flag (one host sync) and stop every rank if any saw a non-finite loss."""
+        if not self.enabled:
+            return
+        local = self._bad is not None and bool(self._bad)
+        if trainer.strategy.reduce_boolean_decision(local, all=False):
+            self._stop_for_loss(trainer, local)
+
+    def _stop_for_loss(self, trainer: Trainer, local: bool) -> None:
+        where = f"at step {int(self._first)}" if local else "on another rank"
+        self._stop(trainer, f"training loss became non-finite {where}", "stopped, nothing later saved")
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         if not self.enabled:
             return
-        # parameters and buffers (BatchNorm statistics); metric states such as a running max start at -inf.
-        # One stacked check and one reduction, so under DDP every rank takes the same decision.
-        tensors = [
-            (name, value)
+        # parameters and buffers (BatchNorm statistics); metric states such as a running max start at -inf;
+        # and the losses since the last decision. One stacked check (one host sync) and one reduction, so
+        # under DDP every rank takes the same decision.
+        checks = [
+            (name, value.isfinite().all())
             for name, value in chain(pl_module.named_parameters(), pl_module.named_buffers())
             if value.is_floating_point()
         ]
-        finite = torch.stack([value.isfinite().all() for _, value in tensors]) if tensors else None
+        if self._bad is not None:
+            checks.append((LOSS_CHECK, ~self._bad))
+        finite = torch.stack([check for _, check in checks]) if checks else None
         broken = (
-            [] if finite is None or bool(finite.all()) else [tensors[int(i)][0] for i in (~finite).nonzero()]
+            [] if finite is None or bool(finite.all()) else [checks[int(i)][0] for i in (~finite).nonzero()]
         )
-        if trainer.strategy.reduce_boolean_decision(bool(broken), all=False):
-            more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
-            what = f"{broken[0]}{more}" if broken else "on another rank"
-            self._stop(trainer, f"weights are non-finite ({what})", "stopped without saving them")
+        if not trainer.strategy.reduce_boolean_decision(bool(broken), all=False):
+            return
+        if not broken:
+            self._stop(
+                trainer, "weights or training loss are non-finite on another rank", "stopped without saving"
+            )
+        if LOSS_CHECK in broken:  # the loss first: it names the step that went wrong
+            self._stop_for_loss(trainer, True)
+        more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
+        self._stop(trainer, f"weights are non-finite ({broken[0]}{more})", "stopped without saving them")
 
     @staticmethod
     def _stop(trainer: Trainer, problem: str, action: str) -> None:
-        where = f"step {trainer.global_step} (epoch {trainer.current_epoch})"
+        where = f"step {trainer.global_step} of epoch {trainer.current_epoch}"
         raise NonFiniteLossError(
-            f"{problem} at {where}; {action}, last checkpoint kept: "
+            f"{problem}, found at {where}; {action}, last checkpoint kept: "
             f"{_newest_last_checkpoint(trainer) or 'none yet'}; lower the learning rate or set "
             "--loss_guard.enabled=false to continue anyway"
         )

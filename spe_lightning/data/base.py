@@ -63,7 +63,8 @@ class ImageDataModule(LightningDataModule, ABC):
         val_split: fraction of the training split held out for validation with a seeded ``random_split``;
             0 validates on the test split, as the reference recipe does.
         seed: seed of the validation split.
-        pin_memory: pin host memory in the loaders (useful with a GPU).
+        pin_memory: pin host memory in the loaders; None (default) pins when training on a GPU, where it lets
+            the copy to the device run asynchronously.
         predict_path: image file or folder of images to predict; ``None`` predicts the test split.
 
     Subclasses set ``num_classes``, ``image_size``, ``train_transform``, ``eval_transform`` and
@@ -96,7 +97,7 @@ class ImageDataModule(LightningDataModule, ABC):
         num_workers: int = 2,
         val_split: float = 0.0,
         seed: int = 42,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -119,6 +120,8 @@ class ImageDataModule(LightningDataModule, ABC):
         self.test_set: Dataset | None = None
         self.predict_set: Dataset | None = None
         self._sources: dict[str, Dataset] = {}
+        self.train_indices: list[int] | None = None
+        """The training split's indices into the train source when ``val_split`` holds some out."""
 
     @abstractmethod
     def _load_split(self, split: Split) -> Dataset:
@@ -147,6 +150,7 @@ class ImageDataModule(LightningDataModule, ABC):
             train = self._source("train")
             if self.val_split:
                 train_idx, val_idx = self.split_indices(len(train))
+                self.train_indices = train_idx
                 self.train_set = TransformedSubset(train, self.train_transform, train_idx)
                 self.val_set = TransformedSubset(train, self.eval_transform, val_idx)
             else:
@@ -172,13 +176,18 @@ class ImageDataModule(LightningDataModule, ABC):
         kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs) if kwargs else None
 
+    def pins_memory(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before {name}_dataloader()")
         kwargs = {
             "batch_size": batch_size,
             "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
+            "pin_memory": self.pins_memory(),
             "persistent_workers": self.num_workers > 0,
             "drop_last": False,
         }

@@ -6,12 +6,14 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 from torchvision.transforms import v2
 
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
+from spe_lightning.data.device_pipeline import DeviceAugmentedLoader
 from spe_lightning.errors import InputError, MissingInput
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -39,6 +41,11 @@ class CIFAR10DataModule(ImageDataModule):
         data_dir: folder holding the extracted ``cifar-10-batches-py`` (``cifar-100-python``) folder, or
             its archive, or where to download it.
         download: fetch and extract the archive in ``prepare_data`` when the files are missing or damaged.
+        device_pipeline: keep the training images on the accelerator and augment whole batches there
+            (:class:`~spe_lightning.data.device_pipeline.DeviceAugmentedLoader`: the same augmentation
+            distribution, no worker processes); the GPU configs turn it on.
+        drop_last: with ``device_pipeline``, drop the partial last batch (fixed shapes for torch.compile);
+            the reference recipe keeps it.
         **kwargs: the shared loader/split arguments of :class:`ImageDataModule`.
 
     Train: RandomCrop(32, padding=4) + horizontal flip + normalise; eval: normalise only. Predict images
@@ -50,10 +57,19 @@ class CIFAR10DataModule(ImageDataModule):
     image_size = 32
     mean, std = CIFAR_MEAN, CIFAR_STD
 
-    def __init__(self, data_dir: str = "data", download: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = False,
+        device_pipeline: bool = False,
+        drop_last: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.data_dir = data_dir
         self.download = download
+        self.device_pipeline = device_pipeline
+        self.drop_last = drop_last
         normalize = to_normalized_tensor(CIFAR_MEAN, CIFAR_STD)
         self.train_transform = v2.Compose(
             [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *normalize]
@@ -101,6 +117,22 @@ class CIFAR10DataModule(ImageDataModule):
                 f"cannot extract {archive}, it is corrupt or truncated ({_one_line(err)}); delete it and "
                 "download again"
             ) from err
+
+    def train_dataloader(self) -> DeviceAugmentedLoader | DataLoader:
+        if not self.device_pipeline:
+            return super().train_dataloader()
+        if self.train_set is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before train_dataloader()")
+        source = self._source("train")
+        images = torch.from_numpy(source.data).permute(0, 3, 1, 2)  # N x 32 x 32 x 3 uint8 -> N x 3 x 32 x 32
+        targets = torch.as_tensor(source.targets)
+        if self.train_indices is not None:
+            images, targets = images[self.train_indices], targets[self.train_indices]
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return DeviceAugmentedLoader(
+            images.contiguous(), targets, self.batch_size, CIFAR_MEAN, CIFAR_STD, device=device,
+            drop_last=self.drop_last,
+        )  # fmt: skip
 
     def _load_split(self, split: Split) -> Dataset:
         try:

@@ -50,7 +50,7 @@ class DigitsDataModule(ImageDataModule):
         num_workers: int = 0,
         val_split: float = 0.15,
         seed: int = 42,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         predict_path: str | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path)

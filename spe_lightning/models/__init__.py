@@ -8,7 +8,13 @@ from spe_lightning.models.factory import (
     create_backbone,
     load_backbone_weights,
 )
-from spe_lightning.models.inspect import learned_pools, pooling_lambdas, pooling_regularization, valued_pools
+from spe_lightning.models.inspect import (
+    learned_pools,
+    pooling_lambdas,
+    pooling_parameters,
+    pooling_regularization,
+    valued_pools,
+)
 from spe_lightning.models.torchvision_resnet import load_pretrained, pretrained_state_dict
 
 __all__ = [
@@ -23,6 +29,7 @@ __all__ = [
     "load_backbone_weights",
     "load_pretrained",
     "pooling_lambdas",
+    "pooling_parameters",
     "pooling_regularization",
     "pretrained_state_dict",
     "valued_pools",

@@ -45,9 +45,18 @@ def _block_name(pool_path: str) -> str:
     return ".".join(parts) or pool_path
 
 
-def pooling_regularization(model: nn.Module) -> Tensor:
-    """Sum over learned mixes of sum_i p_i^2: the paper's pooling-parameter loss (alpha not applied)."""
-    params = [m.p for m in model.modules() if isinstance(m, LearnedMixPool)]
+def pooling_parameters(model: nn.Module) -> list[Tensor]:
+    """The p of every learned mix, in forward order: what the regulariser sums (cache it: a walk over a
+    ResNet-164's 612 modules costs more than the sum itself)."""
+    return [m.p for m in model.modules() if isinstance(m, LearnedMixPool)]
+
+
+def pooling_regularization(model: nn.Module, params: list[Tensor] | None = None) -> Tensor:
+    """Sum over learned mixes of sum_i p_i^2: the paper's pooling-parameter loss (alpha not applied).
+
+    ``params``: :func:`pooling_parameters` of ``model``, computed once, so a training step does not walk
+    the model."""
+    params = pooling_parameters(model) if params is None else params
     if not params:
         param = next(model.parameters(), None)
         return torch.zeros((), device=param.device if param is not None else None)
