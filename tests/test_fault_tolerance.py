@@ -23,6 +23,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from spe_lightning.callbacks.cpu_threads import available_cores
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.checkpoint_io import CheckpointError, SafeCheckpointIO
 from spe_lightning.cli import cli_main
@@ -106,7 +107,8 @@ def fit_args(save_dir: Path, record: Path, *extra: str, delay: float = 0.0, epoc
         f"--trainer.callbacks+={json.dumps(recorder)}",
         "--last_checkpoint.every_n_train_steps=2",
         "--seed_everything=3",
-        "--cpu_threads.threads=torch",  # bit-exact comparisons: a fixed thread count, whatever the load
+        # bit-exact comparisons: one fixed thread count in every process, whatever the load or the test before
+        f"--cpu_threads.threads={available_cores()}",
         *extra,
     ]
 

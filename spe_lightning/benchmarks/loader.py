@@ -16,7 +16,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from jsonargparse import CLI
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -52,7 +51,12 @@ def images_per_second(batches: Iterable, n: int, rounds: int, sync=lambda: None)
     return best
 
 
-def main(images: int = 10000, workers: list[int] = [0, 2], rounds: int = 2, batch_size: int = 128) -> dict:  # noqa: B006
+def compare_loaders(
+    images: int = 10000,
+    workers: list[int] = [0, 2],  # noqa: B006  (jsonargparse reads the default)
+    rounds: int = 2,
+    batch_size: int = 128,
+) -> dict[str, float]:
     """Print images/s of each loader and its ratio to the first DataLoader."""
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
@@ -81,4 +85,6 @@ def main(images: int = 10000, workers: list[int] = [0, 2], rounds: int = 2, batc
 
 
 if __name__ == "__main__":
-    CLI(main, as_positional=False)
+    from jsonargparse import CLI  # here, not at the top: gpu_check imports this module where it is missing
+
+    CLI(compare_loaders, as_positional=False)

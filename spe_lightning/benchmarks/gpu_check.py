@@ -1,0 +1,160 @@
+"""Five minutes on one GPU: ResNet-164 plain / SE / SPEM training steps, eager and compiled, and the loader.
+
+    python -m spe_lightning.benchmarks.gpu_check                      # on a GPU, the defaults
+    python -m spe_lightning.benchmarks.gpu_check --depth 8 --block basic --batch_size 4 --steps 2 \\
+        --no-compile --images 256                                      # a CPU smoke run (the tests')
+
+For each attention, at batch 128, bf16-mixed autocast and channels_last (the defaults), it prints:
+eager and compiled images/s (compile time apart: the first compiled steps), the GPU time against the host
+time of an eager step (host time is what the Python side takes to issue it; a step whose host time is
+near its GPU time is launch-bound), and per eager step the kernels (CUDA kernels; on CPU, dispatched aten
+ops) and the host syncs (``aten::_local_scalar_dense`` calls) the profiler records. Then the training
+loader's images/s: DataLoader workers against the device pipeline.
+
+argparse, not the CLI: the GPU machines have no jsonargparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from spe_lightning.accelerate import to_memory_format
+from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
+
+
+def training_step(
+    attention: str, depth: int, block: str, batch_size: int, device: str, bf16: bool, channels_last: bool,
+    compiled: bool, compile_mode: str | None,
+) -> Callable[[], None]:  # fmt: skip
+    """One SGD step (cross entropy + 0.1 x the pooling regulariser) of a fresh network, as a closure."""
+    torch.manual_seed(0)
+    net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=attention).to(device)
+    net = net.to(memory_format=torch.channels_last) if channels_last else net
+    params = pooling_parameters(net)
+    model = torch.compile(net, mode=compile_mode) if compiled else net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = to_memory_format(torch.randn(batch_size, 3, 32, 32, device=device), channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(model(x), y) + 0.1 * pooling_regularization(net, params)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def timed(step: Callable[[], None], steps: int, device: str) -> tuple[float, float, float | None]:
+    """(wall seconds per step, host seconds per step, GPU seconds per step or None on CPU)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device == "cuda" else None
+    if events:
+        events[0].record()
+    start, host = time.perf_counter(), 0.0
+    for _ in range(steps):
+        issued = time.perf_counter()
+        step()
+        host += time.perf_counter() - issued
+    if events:
+        events[1].record()
+    sync()
+    wall = (time.perf_counter() - start) / steps
+    gpu = events[0].elapsed_time(events[1]) / 1e3 / steps if events else None
+    return wall, host / steps, gpu
+
+
+def kernels_and_syncs(step: Callable[[], None], device: str) -> tuple[int, int]:
+    """(kernels, host syncs) the profiler records in one step: CUDA kernels, or aten ops on CPU."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    events = prof.events()
+    if device == "cuda":
+        kernels = sum(e.device_type == torch.autograd.DeviceType.CUDA for e in events)
+    else:
+        kernels = sum(e.name.startswith("aten::") and not e.cpu_children for e in events)
+    syncs = sum(e.name == "aten::_local_scalar_dense" for e in events)
+    return kernels, syncs
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    parser = argparse.ArgumentParser(prog="python -m spe_lightning.benchmarks.gpu_check", description=__doc__)
+    parser.add_argument("--attentions", nargs="+", default=["none", "se", "spem"])
+    parser.add_argument("--depth", type=int, default=164)
+    parser.add_argument("--block", default="bottleneck")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--fp32", action="store_true", help="no bf16-mixed autocast")
+    parser.add_argument("--contiguous", action="store_true", help="no channels_last")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compile_mode", default=None, help="torch.compile mode, e.g. reduce-overhead")
+    parser.add_argument("--images", type=int, default=20000, help="images for the loader comparison")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if min(args.steps, args.batch_size) < 1 or args.warmup < 0:
+        parser.error(f"steps={args.steps} and batch_size={args.batch_size} must be >= 1, warmup >= 0")
+    name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    )
+    print(f"cifar_resnet-{args.depth} {args.block}, batch {args.batch_size}, bf16 {not args.fp32}, "
+          f"channels_last {not args.contiguous}, {name}, torch {torch.__version__}", flush=True)  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
+    for attention in args.attentions:
+        common = (attention, args.depth, args.block, args.batch_size, args.device, not args.fp32)
+        step = training_step(*common, not args.contiguous, False, None)
+        for _ in range(args.warmup):
+            step()
+        wall, host, gpu = timed(step, args.steps, args.device)
+        kernels, syncs = kernels_and_syncs(step, args.device)
+        row = {
+            "eager_img_s": args.batch_size / wall,
+            "host_ms": host * 1e3,
+            "kernels": kernels,
+            "syncs": syncs,
+        }
+        if gpu is not None:
+            row["gpu_ms"] = gpu * 1e3
+        if args.compile:
+            compiled = training_step(*common, not args.contiguous, True, args.compile_mode)
+            start = time.perf_counter()
+            for _ in range(max(args.warmup, 2)):
+                compiled()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            row["compile_s"] = time.perf_counter() - start
+            row["compiled_img_s"] = args.batch_size / timed(compiled, args.steps, args.device)[0]
+        results[attention] = row
+        gpu_text = f", GPU {row['gpu_ms']:.1f} ms" if "gpu_ms" in row else ""
+        compiled_text = (
+            f"; compiled {row['compiled_img_s']:.0f} img/s (compile {row['compile_s']:.0f} s)"
+            if args.compile
+            else ""
+        )
+        eager = f"eager {row['eager_img_s']:.0f} img/s, host {row['host_ms']:.1f} ms/step{gpu_text}"
+        print(
+            f"{attention:<6} {eager}; {kernels} kernels, {syncs} host syncs per step{compiled_text}",
+            flush=True,
+        )
+    from spe_lightning.benchmarks.loader import compare_loaders
+
+    workers = [0, max(1, (torch.get_num_threads() or 2) // 2)]
+    results["loader"] = compare_loaders(args.images, workers, rounds=1, batch_size=args.batch_size)
+    return results
+
+
+if __name__ == "__main__":
+    main()
