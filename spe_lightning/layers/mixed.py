@@ -17,21 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spe_lightning.layers.max_min import global_max_min
-from spe_lightning.layers.pool import _POOLS, GlobalPool
+from spe_lightning.layers.pool import _POOLS, GlobalPool, avg_and_max
 from spe_lightning.registry import register
-
-
-def max_and_avg(x: Tensor) -> Tensor:
-    """2 x B x C x 1 x 1: the spatial max (one-index backward, as ``max``), then the mean."""
-    return torch.cat((global_max_min(x)[:1], x.mean((2, 3), keepdim=True)[None]))
 
 
 @register(_POOLS, "mixed")
 class MixedPool(GlobalPool):
     """``a * max + (1 - a) * avg``, a learned."""
 
-    num_stats = 2
+    num_stats = 2  # avg, max
     shorthand = "a"
 
     def __init__(self, a: float = 0.5, per_channel: bool = False, channels: int | None = None) -> None:
@@ -44,11 +38,11 @@ class MixedPool(GlobalPool):
         self.a = nn.Parameter(torch.full((channels,) if per_channel else (), float(a)))
 
     def stats(self, x: Tensor) -> Tensor:
-        return max_and_avg(x)
+        return avg_and_max(x)
 
     def stat_weights(self) -> Tensor:
         a = self.a.float().clamp(0.0, 1.0)
-        return torch.stack((a, 1.0 - a))
+        return torch.stack((1.0 - a, a))  # (avg, max)
 
     def logged_values(self) -> dict[str, Tensor]:
         return {"mixed_a": self.a.float().clamp(0.0, 1.0).mean()}
@@ -72,6 +66,6 @@ class GatedPool(GlobalPool):
         return torch.sigmoid(region @ self.mask.float())[..., None, None]  # B x C x 1 x 1
 
     def stats(self, x: Tensor) -> Tensor:
-        top, mean = max_and_avg(x).float()
+        mean, top = avg_and_max(x).float()
         g = self.gate(x)
         return (g * top + (1.0 - g) * mean).to(x.dtype)[None]

@@ -206,7 +206,12 @@ class AvgMaxPool(GlobalPool):
         super().__init__((1.0, 1.0))
 
     def stats(self, x: Tensor) -> Tensor:
-        return torch.cat((x.mean((2, 3), keepdim=True)[None], global_max_min(x)[:1]))
+        return avg_and_max(x)
+
+
+def avg_and_max(x: Tensor) -> Tensor:
+    """2 x B x C x 1 x 1: the spatial mean, then the max (one-index backward): CBAM's and the mixes' pair."""
+    return torch.cat((x.mean((2, 3), keepdim=True)[None], global_max_min(x)[:1]))
 
 
 @register(_POOLS, "meanstd", "style")
