@@ -9,7 +9,6 @@ data and trainer exist and before the run folder is created. Each failure is an
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from lightning.pytorch.cli import instantiate_class
 from spe_lightning.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.checkpoint_io import check_checkpoint_fits
 from spe_lightning.classifier import ImageClassifier
+from spe_lightning.config_files import config_args
 from spe_lightning.errors import InputError, MissingInput
 from spe_lightning.runs import RunPlan
 
@@ -36,17 +36,9 @@ POSITIVE_TRAINER_KEYS = (
 SCHEDULER_DRY_RUN_EPOCHS = 10_000
 
 
-def _config_args(args: list[str]) -> Iterator[str]:
-    for i, arg in enumerate(args):
-        if arg == "--config" and i + 1 < len(args):
-            yield args[i + 1]
-        elif arg.startswith("--config="):
-            yield arg.split("=", 1)[1]
-
-
 def check_config_files(args: list[str]) -> None:
     """Each ``--config`` file (and each file it includes with ``config:``) is a readable YAML mapping."""
-    for name in _config_args(args):
+    for _, _, name in config_args(args):
         _check_config_file(Path(name))
 
 

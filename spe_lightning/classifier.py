@@ -121,6 +121,7 @@ class ImageClassifier(LightningModule):
         self.val_acc1_best = MaxMetric()
         self.val_acc1_best.persistent(True)
         self._net_prepared = False
+        # the regulariser's terms, found once (speed options, devices and DDP keep the same parameters)
         self.pool_params = pooling_parameters(self.net)
 
     def configure_model(self) -> None:
@@ -128,7 +129,6 @@ class ImageClassifier(LightningModule):
         if not self._net_prepared:
             prepare_network(self.net, self.hparams.channels_last, self.hparams.compile)
             self._net_prepared = True
-        self.pool_params = pooling_parameters(self.net)  # the regulariser's terms, found once
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(to_memory_format(x, self.hparams.channels_last))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -45,14 +46,21 @@ def resolve_config(name: str) -> str:
     return str(packaged) if packaged is not None else name
 
 
+def config_args(args: list[str]) -> Iterator[tuple[int, str, str]]:
+    """(index, prefix, file) of every config file on a command line: ``--config FILE`` and
+    ``--config=FILE`` (prefix ``--config=``, so that ``args[index] == prefix + file``)."""
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            yield i + 1, "", args[i + 1]
+        elif arg.startswith("--config="):
+            yield i, "--config=", arg.removeprefix("--config=")
+
+
 def resolve_config_args(args: list[str]) -> list[str]:
     """The command line with every ``--config`` value resolved by :func:`resolve_config`."""
     resolved = list(args)
-    for i, arg in enumerate(resolved):
-        if arg == "--config" and i + 1 < len(resolved):
-            resolved[i + 1] = resolve_config(resolved[i + 1])
-        elif arg.startswith("--config="):
-            resolved[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
+    for i, prefix, name in config_args(args):
+        resolved[i] = prefix + resolve_config(name)
     return resolved
 
 

@@ -17,41 +17,14 @@ argparse, not the CLI: the GPU machines have no jsonargparse.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from spe_lightning.accelerate import to_memory_format
-from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
-
-
-def training_step(
-    attention: str, depth: int, block: str, batch_size: int, device: str, bf16: bool, channels_last: bool,
-    compiled: bool, compile_mode: str | None,
-) -> Callable[[], None]:  # fmt: skip
-    """One SGD step (cross entropy + 0.1 x the pooling regulariser) of a fresh network, as a closure."""
-    torch.manual_seed(0)
-    net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=attention).to(device)
-    net = net.to(memory_format=torch.channels_last) if channels_last else net
-    params = pooling_parameters(net)
-    model = torch.compile(net, mode=compile_mode) if compiled else net
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = to_memory_format(torch.randn(batch_size, 3, 32, 32, device=device), channels_last)
-    y = torch.randint(0, 10, (batch_size,), device=device)
-    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x), y) + 0.1 * pooling_regularization(net, params)
-        loss.backward()
-        optimizer.step()
-
-    return step
+from spe_lightning.benchmarks.loader import compare_loaders
+from spe_lightning.benchmarks.throughput import train_step
 
 
 def timed(step: Callable[[], None], steps: int, device: str) -> tuple[float, float, float | None]:
@@ -113,9 +86,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"cifar_resnet-{args.depth} {args.block}, batch {args.batch_size}, bf16 {not args.fp32}, "
           f"channels_last {not args.contiguous}, {name}, torch {torch.__version__}", flush=True)  # fmt: skip
     results: dict[str, dict[str, float]] = {}
+    precision = "32" if args.fp32 else "bf16-mixed"
+    x, y = torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))
+    compile_option = {"mode": args.compile_mode} if args.compile_mode else True
     for attention in args.attentions:
-        common = (attention, args.depth, args.block, args.batch_size, args.device, not args.fp32)
-        step = training_step(*common, not args.contiguous, False, None)
+
+        def build(compiled: bool | dict, attention: str = attention) -> Callable[[], None]:
+            config = (precision, not args.contiguous, compiled)
+            return train_step(config, args.device, args.depth, args.block, attention, x, y, seed=0)
+
+        step = build(False)
         for _ in range(args.warmup):
             step()
         wall, host, gpu = timed(step, args.steps, args.device)
@@ -129,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         if gpu is not None:
             row["gpu_ms"] = gpu * 1e3
         if args.compile:
-            compiled = training_step(*common, not args.contiguous, True, args.compile_mode)
+            compiled = build(compile_option)
             start = time.perf_counter()
             for _ in range(max(args.warmup, 2)):
                 compiled()
@@ -149,8 +129,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             f"{attention:<6} {eager}; {kernels} kernels, {syncs} host syncs per step{compiled_text}",
             flush=True,
         )
-    from spe_lightning.benchmarks.loader import compare_loaders
-
     workers = [0, max(1, (torch.get_num_threads() or 2) // 2)]
     results["loader"] = compare_loaders(args.images, workers, rounds=1, batch_size=args.batch_size)
     return results

@@ -20,12 +20,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from jsonargparse import CLI
 from lightning.fabric import Fabric
 
-from spe_lightning.accelerate import prepare_network, to_memory_format
+from spe_lightning.accelerate import CompileOption, prepare_network, to_memory_format
 from spe_lightning.classifier import PAPER_SGD
-from spe_lightning.models import create_backbone, pooling_regularization
+from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 BASELINE = ("32", False, False)
@@ -46,14 +45,23 @@ def _label(precision: str, channels_last: bool, compiled: bool) -> str:
     return f"{precision}{' +channels_last' if channels_last else ''}{' +compile' if compiled else ''}"
 
 
-def _train_step(
-    config: tuple[str, bool, bool], device: str, depth: int, block: str, attention: str, x, y, seed: int
+def train_step(
+    config: tuple[str, bool, CompileOption],
+    device: str,
+    depth: int,
+    block: str,
+    attention: str,
+    x,
+    y,
+    seed: int,
 ) -> Callable[[], None]:
-    """One SGD step of a freshly built (same-seed) network under ``config``."""
+    """One SGD step of a freshly built (same-seed) network under ``config`` (precision, channels_last, and
+    compile: a bool or torch.compile options), as a closure; ``gpu_check`` times the same step."""
     precision, channels_last, compiled = config
     torch.manual_seed(seed)
     net = create_backbone("cifar_resnet", 10, depth=depth, block=block, attention=attention)
     prepare_network(net, channels_last=channels_last, compile=compiled)
+    params = pooling_parameters(net)
     fabric = Fabric(accelerator=device, devices=1, precision=precision)
     model, optimizer = fabric.setup(net, torch.optim.SGD(net.parameters(), **PAPER_SGD))
     x = to_memory_format(fabric.to_device(x), channels_last)
@@ -61,7 +69,7 @@ def _train_step(
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y) + 0.1 * pooling_regularization(net)
+        loss = F.cross_entropy(model(x), y) + 0.1 * pooling_regularization(net, params)
         fabric.backward(loss)
         optimizer.step()
 
@@ -102,7 +110,7 @@ def main(
             configs.append(config)
     x = torch.randn(batch_size, 3, image_size, image_size)
     y = torch.randint(0, 10, (batch_size,))
-    steps_of = {c: _train_step(c, device, depth, block, attention, x, y, seed) for c in configs}
+    steps_of = {c: train_step(c, device, depth, block, attention, x, y, seed) for c in configs}
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for config, step in steps_of.items():  # warm-up; compiles the compiled configurations
         print(f"warm-up {_label(*config)}: {warmup} steps", flush=True)  # minutes for depth 164 on a CPU
@@ -133,4 +141,6 @@ def main(
 
 
 if __name__ == "__main__":
+    from jsonargparse import CLI  # here, not at the top: gpu_check imports this module where it is missing
+
     CLI(main, as_positional=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -25,26 +25,23 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 PROC = Path("/proc")
 
 
+def _task_files(pid: str, name: str) -> Iterator[str]:
+    """The text of ``/proc/<pid>/task/*/<name>`` for each thread still alive while it is read."""
+    for path in (PROC / pid / "task").glob(f"*/{name}"):
+        try:
+            yield path.read_text()
+        except OSError:  # the thread ended
+            continue
+
+
 def _running_threads(pid: str) -> int:
     """Threads of process ``pid`` in state R (running or runnable)."""
-    count = 0
-    for stat in (PROC / pid / "task").glob("*/stat"):
-        try:
-            count += stat.read_text().rpartition(")")[2].split()[0] == "R"
-        except (OSError, IndexError):  # the thread ended while we read
-            continue
-    return count
+    return sum(stat.rpartition(")")[2].split()[:1] == ["R"] for stat in _task_files(pid, "stat"))
 
 
 def _children(pid: str) -> list[str]:
     """Direct child processes of ``pid`` (DataLoader workers, DDP ranks a launcher started)."""
-    found: list[str] = []
-    for children in (PROC / pid / "task").glob("*/children"):
-        try:
-            found += children.read_text().split()
-        except OSError:
-            continue
-    return found
+    return [child for children in _task_files(pid, "children") for child in children.split()]
 
 
 def _tree_running(pid: str, depth: int = 3) -> int:

@@ -12,7 +12,7 @@ from spe_lightning.layers.coord import CoordinateAttention
 from spe_lightning.layers.eca import EfficientChannelAttention
 from spe_lightning.layers.fca import FcaNet
 from spe_lightning.layers.gct import GatedChannelTransformation
-from spe_lightning.layers.pool import GlobalPool, pool_class, pool_names
+from spe_lightning.layers.pool import GlobalPool, directional_pools, pool_names
 from spe_lightning.layers.spem import SPEM, SPEMFigure
 from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
@@ -49,9 +49,8 @@ def default_pool(name: str | None) -> str | None:
 
 def attention_pools(name: str) -> list[str]:
     """The pools attention ``name`` accepts: every pool, or those with a directional form for ``coord``."""
-    cls = lookup(_ATTENTIONS, name, "attention")
-    directional = cls is CoordinateAttention
-    return [pool for pool in pool_names() if not directional or pool_class(pool).directional]
+    directional = lookup(_ATTENTIONS, name, "attention") is CoordinateAttention
+    return directional_pools() if directional else pool_names()
 
 
 def create_attention(

@@ -69,9 +69,13 @@ class GlobalPool(nn.Module):
         return {}
 
 
+def directional_pools() -> list[str]:
+    """The pools with a form along one axis (:meth:`GlobalPool.along`), by name."""
+    return [name for name, cls in sorted(_POOLS.items()) if cls.directional]
+
+
 def directional_help() -> str:
-    along = ", ".join(n for n, cls in sorted(_POOLS.items()) if cls.directional)
-    return f"pools that pool along one axis: {along}"
+    return f"pools that pool along one axis: {', '.join(directional_pools())}"
 
 
 def broadcast_weights(weights: Tensor) -> Tensor:
@@ -236,10 +240,6 @@ class MeanStdPool(GlobalPool):
 
 def pool_names() -> list[str]:
     return sorted(_POOLS)
-
-
-def pool_class(name: str) -> type[GlobalPool]:
-    return lookup(_POOLS, name, "pool")
 
 
 def reduced_width(channels: int, reduction: int) -> int:
