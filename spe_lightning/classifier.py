@@ -66,6 +66,9 @@ class ImageClassifier(LightningModule):
             pool's arguments (``pool_kwargs: {lam: 0.25}``). An unknown keyword is an error that lists
             the ones the attention takes.
         pool_alpha: weight of the pooling-parameter regulariser (the paper's alpha, 0.1).
+        pool_weight_decay: weight decay of the learned-mix parameters p, in a parameter group of their own;
+            None (the paper's) decays them as every other parameter. ``0`` leaves |p| to the regulariser
+            alone, for studying how lam moves (see the README's "What moves lam").
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the network and its inputs in channels_last memory format.
         compile: ``torch.compile`` the network (True, or a dict of torch.compile options such as
@@ -86,6 +89,7 @@ class ImageClassifier(LightningModule):
         backbone_kwargs: dict[str, Any] | None = None,
         attention_kwargs: dict[str, Any] | None = None,
         pool_alpha: float = 0.1,
+        pool_weight_decay: float | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: CompileOption = False,
@@ -93,6 +97,8 @@ class ImageClassifier(LightningModule):
         super().__init__()
         if pool_alpha < 0:
             raise ValueError(f"pool_alpha={pool_alpha} is not allowed; it must be >= 0")
+        if pool_weight_decay is not None and pool_weight_decay < 0:
+            raise ValueError(f"pool_weight_decay={pool_weight_decay} is not allowed; it must be >= 0 or null")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={label_smoothing} is not allowed; it must be in [0, 1)")
         compile_kwargs(compile)  # a bad option fails here, not when the Trainer starts
@@ -205,7 +211,17 @@ class ImageClassifier(LightningModule):
         x = batch if isinstance(batch, Tensor) else batch[0]
         return self(x).softmax(dim=-1)
 
+    def parameter_groups(self) -> list[dict[str, Any]] | None:
+        """With ``pool_weight_decay`` set: every other parameter, then the learned-mix p with that weight
+        decay; None (one group of all parameters) otherwise."""
+        decay = self.hparams.get("pool_weight_decay")
+        if decay is None or not self.pool_params:
+            return None
+        pool = {id(p) for p in self.pool_params}
+        rest = [p for p in self.parameters() if id(p) not in pool]
+        return [{"params": rest}, {"params": list(self.pool_params), "weight_decay": decay}]
+
     def configure_optimizers(self) -> dict[str, Any]:
         """The paper's recipe, used outside the CLI (the CLI's optimizer groups replace it)."""
-        optimizer = SGD(self.parameters(), **PAPER_SGD)
+        optimizer = SGD(self.parameter_groups() or self.parameters(), **PAPER_SGD)
         return {"optimizer": optimizer, "lr_scheduler": MultiStepLR(optimizer, **PAPER_MULTISTEP)}

@@ -23,13 +23,20 @@ from typing import Any, NoReturn
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion
+from lightning.pytorch.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerTypeUnion,
+    instantiate_class,
+)
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
+from spe_lightning.callbacks.config_hparams import ConfigHParams
 from spe_lightning.callbacks.cpu_threads import CPUThreads
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.callbacks.pooling_monitor import PoolingMonitor
@@ -40,7 +47,8 @@ from spe_lightning.config_files import configs_main, resolve_config_args
 from spe_lightning.errors import InputError, StopSignal, debug, one_line_errors
 from spe_lightning.kernels import kernel_mode
 from spe_lightning.notices import quiet_notices
-from spe_lightning.runs import RunLock, RunPlan, plan_run, write_result
+from spe_lightning.runs import RunLock, RunPlan, name_unnamed_runs, plan_run, write_result
+from spe_lightning.tags import LR
 
 CONSTRUCTOR_ERRORS = (ValueError, TypeError, LookupError, OSError, MisconfigurationException)
 """What a constructor raises for a value it rejects: while the config's classes are built, bad input."""
@@ -189,17 +197,27 @@ class SPECLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
 
-    @staticmethod
     def configure_optimizers(
+        self,
         lightning_module: LightningModule,
         optimizer: Optimizer,
         lr_scheduler: LRSchedulerTypeUnion | None = None,
     ) -> Any:
-        """Step schedulers per epoch; a plateau scheduler watches ``val/acc1`` unless it names a monitor."""
+        """Step schedulers per epoch; a plateau scheduler watches ``val/acc1`` unless it names a monitor.
+
+        With ``model.pool_weight_decay`` set, the optimizer is rebuilt with the learned-mix parameters in a
+        group of their own (LightningCLI builds it over all parameters) and the scheduler over it.
+        """
+        groups = getattr(lightning_module, "parameter_groups", lambda: None)()
+        if groups is not None:
+            optimizer = type(optimizer)(groups, **optimizer.defaults)
+            if lr_scheduler is not None:
+                lr_scheduler = instantiate_class(optimizer, self.config_init[self.subcommand]["lr_scheduler"])
         if lr_scheduler is None:
             return optimizer
         monitor = getattr(lr_scheduler, "monitor", "val/acc1")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "monitor": monitor}}
+        scheduler = {"scheduler": lr_scheduler, "monitor": monitor, "name": LR}  # the monitor's tag
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, check the values, then plan the run: its folder and its checkpoint (read once, mapped)."""
@@ -208,6 +226,7 @@ class SPECLI(LightningCLI):
         if subcommand is None:
             return
         config = self.config[subcommand]
+        name_unnamed_runs(config)
         check_config(config)
         self.plan = plan_run(config, subcommand)
         self.plan.apply(config)
@@ -331,13 +350,14 @@ def build_cli(args: ArgsType, run: bool = True) -> SPECLI:
             "description": description(),
             "formatter_class": RawDescriptionHelpFormatter,
         },
+        save_config_callback=ConfigHParams,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "plugins": {"class_path": "spe_lightning.checkpoint_io.SafeCheckpointIO"},
             "callbacks": [RandomState()],
             "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "runs", "name": "default", "default_hp_metric": False},
+                "class_path": "spe_lightning.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": None},
             },
         },
         args=args,

@@ -8,6 +8,7 @@ is safe in any process and backend, and notebooks display them inline.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,34 +17,26 @@ from typing import Any
 
 import numpy as np
 import yaml
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.plugins.scalar.metadata import PLUGIN_NAME as SCALARS
+from tensorboard.util import tensor_util
 
 from spe_lightning.runs import EVAL, newest_run
+from spe_lightning.tags import BLOCK_RUNS, LAM, SUBRUN_FOLDERS, WATCH, stage_of
 
-LAM = "lam"
-"""Tag prefix of the learned pooling weights: ``lam/<stage>/<block>`` (see :func:`block_tag`)."""
 TRAIN_LOSS_TAGS = ("train/loss_step", "train/loss")
 VAL_ACC_TAG = "val/acc1"
 LAM_LABEL = "lam (weight of max pooling)"
 
 Series = tuple[np.ndarray, np.ndarray]
 """(steps, values) of one scalar tag, in step order."""
-
-
-def block_tag(prefix: str, block: str) -> str:
-    """``("lam", "layer1.0")`` -> ``lam/layer1/0``; TensorBoard groups charts by the first component."""
-    return f"{prefix}/{block.replace('.', '/')}"
-
-
-def stage_of(block: str) -> str:
-    """``layer1.0`` -> ``layer1``: the stage is the block's parent module (a lone block is its own)."""
-    return block.rpartition(".")[0] or block
 
 
 def natural_key(name: str) -> list[Any]:
@@ -54,13 +47,15 @@ def natural_key(name: str) -> list[Any]:
 def find_runs(root: str | Path) -> list[Path]:
     """Every training run under ``root`` (itself included) with TensorBoard events, oldest first.
 
-    Evaluations (``<run>/eval/...``, see :mod:`spe_lightning.runs`) are not runs of their own.
+    Evaluations (``<run>/eval/...``, see :mod:`spe_lightning.runs`) and a run's sub-runs (``<run>/blocks/3``,
+    see :mod:`spe_lightning.tags`) are not runs of their own.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"run root {str(root)!r} is not a directory")
+    skip = {EVAL, *SUBRUN_FOLDERS}
     events = (event for event in root.rglob("events.out.tfevents.*"))
-    folders = {event.parent for event in events if EVAL not in event.relative_to(root).parts}
+    folders = {event.parent for event in events if not skip & set(event.relative_to(root).parts)}
     return sorted(folders, key=lambda folder: max(f.stat().st_mtime for f in folder.glob("events.out.*")))
 
 
@@ -78,30 +73,39 @@ def latest_run(root: str | Path) -> Path:
 
 @dataclass
 class Run:
-    """The scalars and hyperparameters one training run logged."""
+    """The scalars and hyperparameters one training run logged, with its per-block sub-runs."""
 
     path: Path
     scalars: dict[str, Series]
     hparams: dict[str, Any] = field(default_factory=dict)
+    subruns: dict[str, dict[str, Series]] = field(default_factory=dict)
+    """Scalars of each sub-run, by its folder relative to the run (``blocks/3``)."""
 
     @property
     def label(self) -> str:
-        """``attention/pool (version)``, e.g. ``spem/learned (version_0)``; the folder name if unknown."""
-        if "attention" not in self.hparams:
-            return self.path.name
-        pool = self.hparams.get("pool") or "default"
-        return f"{self.hparams['attention']}/{pool} ({self.path.name})"
+        """The run as TensorBoard lists it, ``cifar_resnet164-spem-learned/version_1``
+        (the folder and its parent)."""
+        return f"{self.path.parent.name}/{self.path.name}" if self.path.parent.name else self.path.name
+
+    def block_series(self, key: str) -> dict[str, Series]:
+        """``key``'s series (``lam``, ``p_norm``, ...) per block name (``layer1.0``), in depth order.
+
+        Block ``i`` of stage ``S`` is the sub-run ``blocks/i``'s tag ``watch/<key>/S``.
+        """
+        prefix = f"{WATCH}/{key}/"
+        blocks = {
+            f"{tag[len(prefix) :]}.{subrun.rpartition('/')[2]}": series
+            for subrun, scalars in self.subruns.items()
+            if subrun.startswith(f"{BLOCK_RUNS}/")
+            for tag, series in scalars.items()
+            if tag.startswith(prefix)
+        }
+        return {block: blocks[block] for block in sorted(blocks, key=natural_key)}
 
     @property
     def lam(self) -> dict[str, Series]:
         """lam series per block name (``layer1.0``), in depth order; empty without learned pooling."""
-        prefix = f"{LAM}/"
-        blocks = {
-            tag[len(prefix) :].replace("/", "."): s
-            for tag, s in self.scalars.items()
-            if tag.startswith(prefix)
-        }
-        return {block: blocks[block] for block in sorted(blocks, key=natural_key)}
+        return self.block_series(LAM)
 
     def final_lams(self) -> tuple[list[str], np.ndarray]:
         """Block names and the last logged lam of each."""
@@ -116,20 +120,38 @@ class Run:
         raise KeyError(f"none of {list(tags)} was logged in {self.path}; logged: {sorted(self.scalars)}")
 
 
+def _read_scalars(folder: Path) -> dict[str, Series]:
+    """Every scalar of one run folder (all points), without its sub-folders, as TensorBoard's server shows
+    them: Lightning's ``simple_value`` scalars and the monitor's scalar tensors alike, one value per step,
+    the last written (a run resumed in its folder logs again the steps after its checkpoint)."""
+    acc = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    acc.Reload()
+    scalars = {}
+    for tag in acc.Tags()["tensors"]:
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == SCALARS:
+            by_step = {e.step: tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors(tag)}
+            steps = sorted(by_step)
+            scalars[tag] = (np.array(steps), np.array([by_step[step] for step in steps]))
+    return scalars
+
+
 def read_run(run_dir: str | Path) -> Run:
-    """Load every scalar of a run folder (all points: size guidance 0) and its ``hparams.yaml``."""
+    """Load every scalar of a run folder and of its sub-runs, and its ``hparams.yaml``."""
     run_dir = Path(run_dir)
     if not any(run_dir.glob("events.out.tfevents.*")):
         raise FileNotFoundError(f"no TensorBoard event file in {str(run_dir)!r}")
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    scalars = {}
-    for tag in acc.Tags()["scalars"]:
-        events = acc.Scalars(tag)
-        scalars[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+    subruns = {
+        event.parent.relative_to(run_dir).as_posix(): event.parent
+        for event in (run_dir / BLOCK_RUNS).glob("*/events.out.tfevents.*")
+    }
     hparams_file = run_dir / "hparams.yaml"
     hparams = yaml.safe_load(hparams_file.read_text()) if hparams_file.exists() else {}
-    return Run(run_dir, scalars, hparams or {})
+    return Run(
+        run_dir,
+        _read_scalars(run_dir),
+        hparams or {},
+        {name: _read_scalars(folder) for name, folder in sorted(subruns.items())},
+    )
 
 
 def _stage_bounds(blocks: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -144,76 +166,132 @@ def _stage_bounds(blocks: Sequence[str]) -> list[tuple[str, int, int]]:
     return bounds
 
 
-def plot_lam_vs_depth(ax: Axes, blocks: Sequence[str], lams: Sequence[float], **line_kwargs: Any) -> None:
-    """lam of every block against its depth (block index), stages separated by dotted lines."""
-    ax.plot(np.arange(len(blocks)), lams, marker="o", markersize=3, **line_kwargs)
+def _unit_axis(ax: Axes) -> None:
+    """A mix weight's axis: always 0 to 1 (lines are not clipped at the edges), the even mix 0.5 dashed."""
+    ax.set_ylim(0.0, 1.0)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    for stage, first, last in _stage_bounds(blocks):
+
+
+def plot_lam_vs_depth(ax: Axes, blocks: Sequence[str], lams: Sequence[float], **line_kwargs: Any) -> None:
+    """lam of every block against its depth (block index): one line per stage, never joined across a
+    stage boundary (dotted), on the fixed 0-1 axis."""
+    lams = np.asarray(lams)
+    for k, (stage, first, last) in enumerate(_stage_bounds(blocks)):
+        index = np.arange(first, last + 1)
+        kwargs = line_kwargs if k == 0 else {**line_kwargs, "label": None}
+        line = ax.plot(index, lams[first : last + 1], marker="o", markersize=3, clip_on=False, **kwargs)[0]
+        line_kwargs = {**line_kwargs, "color": line.get_color()}
         if first:
             ax.axvline(first - 0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.text((first + last) / 2, 1.0, stage, transform=ax.get_xaxis_transform(), ha="center", va="bottom")
+    _unit_axis(ax)
     ax.set_xlabel("block (depth)")
     ax.set_ylabel(LAM_LABEL)
 
 
+def block_ticks(blocks: Sequence[str], most: int = 20) -> tuple[list[int], list[str]]:
+    """Rows to label: in every stage its first block, then every k-th, none within k/2 of the next stage,
+    so that about ``most`` labels stay legible at any depth."""
+    step = max(1, -(-len(blocks) // most))
+    rows = [
+        row
+        for _, first, last in _stage_bounds(blocks)
+        for row in range(first, last + 1, step)
+        if row == first or row + step / 2 <= last + 1
+    ]
+    return rows, [blocks[i] for i in rows]
+
+
 def plot_lam_heatmap(
-    ax: Axes, blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray
+    ax: Axes, blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray, most_labels: int = 20
 ) -> AxesImage:
-    """lam of every block (rows) at the end of every epoch (columns), centred on the even mix 0.5."""
-    spread = max(float(np.abs(history - 0.5).max()), 1e-3)
+    """lam of every block (rows) at the end of every epoch (columns) on the fixed 0-1 colour scale
+    (white: the even mix 0.5), stage boundaries drawn."""
     image = ax.imshow(
         history.T,
         aspect="auto",
         cmap="RdBu_r",
-        norm=Normalize(0.5 - spread, 0.5 + spread),
+        norm=Normalize(0.0, 1.0),
         interpolation="nearest",
         extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(blocks) - 0.5, -0.5),
     )
-    bounds = _stage_bounds(blocks)
-    for _, first, _ in bounds[1:]:
-        ax.axhline(first - 0.5, color="black", linewidth=0.8)
-    ax.set_yticks([(first + last) / 2 for _, first, last in bounds], [stage for stage, _, _ in bounds])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for _, first, _ in _stage_bounds(blocks)[1:]:
+        ax.axhline(first - 0.5, color="black", linewidth=1.2)
+    ax.set_yticks(*block_ticks(blocks, most_labels))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("epoch")
     return image
 
 
-def lam_figure(blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray) -> Figure:
-    """The callback's per-epoch picture: lam against depth now, and lam per block over the epochs so far.
+def lam_figure(
+    blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray, title: str | None = None
+) -> Figure:
+    """The callback's per-epoch picture: lam against depth now (top), and lam per block over the epochs so
+    far (bottom).
 
-    ``history`` is epochs x blocks. Fixed margins instead of a layout engine keep it at ~0.1 s per epoch.
+    ``history`` is epochs x blocks. Both panels are fixed to 0-1 (axis and colour), so a colour means the
+    same lam at every epoch of the slider. Sized for TensorBoard's image card, which scales an image to
+    its ~380 px width: 560 px wide, large type, at most ~10 block labels at any depth. Fixed margins
+    instead of a layout engine keep it at ~0.1 s.
     """
-    fig = Figure(figsize=(10, 3.6))
-    fig.subplots_adjust(left=0.07, right=0.93, bottom=0.14, top=0.86, wspace=0.22)
-    depth_ax, heat_ax = fig.subplots(1, 2)
-    plot_lam_vs_depth(depth_ax, blocks, history[-1])
-    depth_ax.set_title(f"epoch {epochs[-1]}", pad=14)
-    image = plot_lam_heatmap(heat_ax, blocks, epochs, history)
-    heat_ax.set_title("lam per block and epoch", pad=14)
-    fig.colorbar(image, ax=heat_ax, label="lam")
+    with rc_context({"font.size": 13}):
+        fig = Figure(figsize=(5.6, 6.6), dpi=100)
+        fig.subplots_adjust(left=0.2, right=0.86, bottom=0.08, top=0.86, hspace=0.4)
+        depth_ax, heat_ax = fig.subplots(2, 1, height_ratios=(1, 1.25))
+        plot_lam_vs_depth(depth_ax, blocks, history[-1])
+        depth_ax.set_ylabel("lam")
+        image = plot_lam_heatmap(heat_ax, blocks, epochs, history, most_labels=9)
+        fig.colorbar(image, ax=heat_ax, ticks=[0, 0.5, 1], fraction=0.08, pad=0.03)
+        heading = f"lam (weight of max pooling) at epoch {epochs[-1]}, and per epoch"
+        fig.suptitle(f"{title}\n{heading}" if title else heading, x=0.02, ha="left", fontsize="medium")
+    return fig
+
+
+BLOCK_SERIES_LABELS = {
+    LAM: LAM_LABEL,
+    "p_norm": "|p| (log scale)",
+    "lam_grad": "dL_cls / dlam (symlog)",
+    "gate_mean": "mean gate (fixed val batch)",
+}
+
+
+def plot_over_steps(run: Run, key: str = LAM) -> Figure:
+    """``key``'s series of every block against training steps (``lam``, ``p_norm``, ``lam_grad``, ...): one
+    panel per stage, block i in the same colour in every stage, a legend of blocks, the run's name on top.
+    lam keeps its 0-1 axis, |p| a log axis, the gradient a symmetric log axis."""
+    series = run.block_series(key)
+    if not series:
+        raise ValueError(f"run {run.path} logged no {WATCH}/{key} lines: its model has no learned pooling")
+    blocks = list(series)
+    bounds = _stage_bounds(blocks)
+    fig = Figure(figsize=(4 * len(bounds), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(bounds), sharey=True))
+    widest = max(last - first + 1 for _, first, last in bounds)
+    colours = ScalarMappable(Normalize(0, max(widest - 1, 1)), "turbo")
+    for ax, (stage, first, last) in zip(axes, bounds, strict=True):
+        for i in range(first, last + 1):
+            steps, values = series[blocks[i]]
+            colour = colours.to_rgba(i - first)
+            ax.plot(steps, values, color=colour, linewidth=1.2, label=blocks[i], clip_on=key != LAM)
+        if key == LAM:
+            _unit_axis(ax)
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.legend(fontsize="x-small", ncol=max(1, (last - first + 1) // 6), loc="best")
+    if key == "p_norm":
+        axes[0].set_yscale("log")
+    elif key == "lam_grad":
+        finite = np.concatenate([values[np.isfinite(values)] for _, values in series.values()])
+        nonzero = np.abs(finite[finite != 0])
+        axes[0].set_yscale("symlog", linthresh=float(np.quantile(nonzero, 0.1)) if nonzero.size else 1.0)
+    axes[0].set_ylabel(BLOCK_SERIES_LABELS.get(key, key))
+    fig.suptitle(run.label)
     return fig
 
 
 def plot_lam_over_steps(run: Run) -> Figure:
-    """lam of every block against training steps: one panel per stage, lines coloured by depth."""
-    series = run.lam
-    if not series:
-        raise ValueError(f"run {run.path} logged no {LAM}/* scalars: its model has no learned pooling")
-    blocks = list(series)
-    bounds = _stage_bounds(blocks)
-    fig = Figure(figsize=(4 * len(bounds), 3.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(bounds), sharey=True))
-    colour = ScalarMappable(Normalize(0, max(len(blocks) - 1, 1)), "viridis")
-    for ax, (stage, first, last) in zip(axes, bounds, strict=True):
-        for i in range(first, last + 1):
-            steps, values = series[blocks[i]]
-            ax.plot(steps, values, color=colour.to_rgba(i), linewidth=1.2)
-        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_title(stage)
-        ax.set_xlabel("step")
-    axes[0].set_ylabel(LAM_LABEL)
-    fig.colorbar(colour, ax=list(axes), label="block (depth)")
-    return fig
+    """lam of every block against training steps (:func:`plot_over_steps`)."""
+    return plot_over_steps(run, LAM)
 
 
 def plot_final_lam(runs: Sequence[Run]) -> Figure:
@@ -225,6 +303,7 @@ def plot_final_lam(runs: Sequence[Run]) -> Figure:
         if blocks:
             plot_lam_vs_depth(ax, blocks, lams, label=run.label)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("final lam of every block", pad=16)
     return fig
 
 
@@ -238,6 +317,8 @@ def plot_training_curves(runs: Sequence[Run]) -> Figure:
     loss_ax.set(xlabel="step", ylabel="train loss", yscale="log")
     acc_ax.set(xlabel="step", ylabel="val top-1")
     acc_ax.legend(fontsize="small")
+    if len(runs) == 1:
+        fig.suptitle(runs[0].label)
     return fig
 
 
@@ -270,6 +351,14 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def figure_png(fig: Figure) -> tuple[bytes, tuple[int, int]]:
+    """``fig`` as PNG bytes at its own dpi, and the image's (width, height) in pixels."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi)
+    width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
+    return buffer.getvalue(), (width, height)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:

@@ -36,6 +36,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from spe_lightning.checkpoint_io import CheckpointError, load_checkpoint_file
 from spe_lightning.errors import InputError
+from spe_lightning.layers import default_pool
+from spe_lightning.models import backbone_label
 
 VERSION_PREFIX = "version_"
 CHECKPOINTS = "checkpoints"
@@ -136,6 +138,28 @@ def _versioned_loggers(logger: Any) -> list[Namespace]:
         if isinstance(entry, Namespace)
         and {"save_dir", "name", "version"} <= set(vars(entry.get("init_args") or Namespace()))
     ]
+
+
+UNNAMED = (None, "lightning_logs")
+"""Logger names that name no run: ours (null) and Lightning's default; the model names the run instead."""
+
+
+def model_run_name(model: Any) -> str:
+    """``<backbone>-<attention>-<pool>`` of a model config: ``cifar_resnet164-spem-learned``,
+    ``resnet50-se-avg``, ``cifar_resnet20-none`` (the attention's own pool when the config names none), so
+    runs compare side by side in TensorBoard."""
+    kwargs = model.get("backbone_kwargs") or {}
+    attention = str(model.get("attention") or "none").lower()
+    pool = model.get("pool") or default_pool(attention)
+    parts = [backbone_label(model.get("backbone"), kwargs.get("depth")), attention, *([pool] if pool else [])]
+    return "-".join(str(part) for part in parts)
+
+
+def name_unnamed_runs(config: Namespace) -> None:
+    """Give every configured logger that names no run the model's name (:func:`model_run_name`)."""
+    for entry in _versioned_loggers(config.get("trainer", Namespace()).get("logger")):
+        if entry.init_args.name in UNNAMED:
+            entry.init_args.name = model_run_name(config.get("model") or Namespace())
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
+from test_cli import run_cli, tiny_args
 from torch.optim import SGD
 from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader, TensorDataset
@@ -173,3 +174,21 @@ def test_hyperparameters_rebuild_the_model():
 def test_bad_arguments_raise_value_error_naming_the_value(kwargs, named):
     with pytest.raises(ValueError, match=named):
         tiny_classifier(**kwargs)
+
+
+def test_pool_weight_decay_puts_the_learned_mix_parameters_in_a_group_of_their_own(tmp_path):
+    cli, _ = run_cli("fit", *tiny_args(tmp_path, "--model.pool_weight_decay=0"))
+    (optimizer,) = cli.trainer.optimizers
+    rest, pool = optimizer.param_groups
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0005, 0.0]
+    assert {id(p) for p in pool["params"]} == {id(p) for p in cli.model.pool_params}
+    assert len(rest["params"]) + len(pool["params"]) == len(list(cli.model.parameters()))
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.optimizer is optimizer and len(scheduler.base_lrs) == 2  # the schedule covers p too
+    assert (
+        tiny_classifier(pool_weight_decay=0.0)
+        .configure_optimizers()["optimizer"]
+        .param_groups[1]["weight_decay"]
+        == 0.0
+    )
+    assert len(tiny_classifier().configure_optimizers()["optimizer"].param_groups) == 1  # the paper's

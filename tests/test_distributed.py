@@ -123,7 +123,7 @@ def test_ddp_resume_continues_at_the_saved_epoch_and_step(ddp_runs: DDPRuns) -> 
     assert [s for s, _ in scalars(first_file, "train/loss_step")] == list(range(TRAIN_BATCHES))
     # The resumed run trains epoch 1 only, from step 3 on, instead of starting over.
     assert [s for s, _ in scalars(resumed_file, "train/loss_step")] == list(range(3, 2 * TRAIN_BATCHES))
-    assert {v for _, v in scalars(resumed_file, "epoch")} == {1.0}
+    assert {v for _, v in scalars(resumed_file, "train/epoch")} == {1.0}
     assert "Grad strides do not match bucket view strides" not in ddp_runs.resumed.stderr
 
 

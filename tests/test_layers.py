@@ -19,6 +19,7 @@ from spe_lightning.layers import (
     global_max_min,
     pool_names,
 )
+from spe_lightning.layers.pool import LearnedMixPool
 
 ATTENTIONS = [a for a in attention_names() if a != "none"]
 POOLS = pool_names()
@@ -253,3 +254,43 @@ def test_pool_shorthand_sets_the_pools_argument_and_rejects_what_it_cannot_set()
             create_pool(spec)
     with pytest.raises(ValueError, match="sets lam twice"):
         create_pool("maxmin@0.25", lam=0.5)
+
+
+@pytest.mark.parametrize("p", [(0.7, 0.3), (0.05, -0.2), (1.5, 2.5)])
+def test_the_learned_mix_recovers_the_classification_gradient_on_lam(p):
+    """dL/dlam from p.grad, with the regulariser's gradient in p.grad too: as autograd gives it on lam."""
+    pool = LearnedMixPool()
+    pool.p.data = torch.tensor(p)
+    lam = pool.lam
+    lam.retain_grad()
+    loss = torch.sin(3 * lam) + 0.1 * pool.regularization()  # any function of lam, plus alpha |p|^2
+    loss.backward()
+    values = pool.diagnostics()
+    assert values["lam_grad"].item() == pytest.approx(lam.grad.item(), rel=1e-5)
+    assert values["p_norm"].item() == pytest.approx(torch.tensor(p).norm().item())
+
+
+def test_the_lam_gradient_is_absent_before_a_backward_and_for_wider_mixes():
+    assert set(LearnedMixPool().diagnostics()) == {"p_norm"}
+    wide = LearnedMixPool(pools=("avg", "max", "min"))
+    wide.regularization().backward()
+    assert set(wide.diagnostics()) == {"p_norm"}
+    at_one = LearnedMixPool(init=(1.0, 0.0))
+    (at_one.lam * 2).backward()
+    assert at_one.diagnostics()["lam_grad"].item() == 0.0  # lam exactly 1: no direction to move
+
+
+def test_the_softmax_parameterization_mixes_by_differences_of_p():
+    pool = LearnedMixPool(init=(1.0, 0.0), parameterization="softmax")
+    assert pool.lam.item() == pytest.approx(1 / (1 + math.exp(-1.0)))
+    lam = pool.lam
+    lam.retain_grad()
+    loss = torch.sin(3 * lam) + 0.1 * pool.regularization()
+    loss.backward()
+    # the regulariser's gradient is not orthogonal to dlam/dp here: alpha is needed to take it out
+    assert pool.diagnostics(alpha=0.1)["lam_grad"].item() == pytest.approx(lam.grad.item(), rel=1e-5)
+    assert pool.diagnostics()["lam_grad"].item() != pytest.approx(lam.grad.item(), rel=1e-3)
+    with pytest.raises(
+        ValueError, match="parameterization='cube' is not allowed; use one of: square, softmax"
+    ):
+        LearnedMixPool(parameterization="cube")

@@ -38,9 +38,16 @@ def test_pooling_weights_notebook_writes_its_figures(runs, tmp_path, monkeypatch
     monkeypatch.setenv("SPE_RUN_DIR", str(runs[0]))
     monkeypatch.setenv("SPE_FIG_DIR", str(tmp_path))
     notebook = execute("pooling_weights.ipynb")
-    for name in ("lam_over_steps.png", "lam_vs_depth.png", "training_curves.png"):
-        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
-    assert inline_images(notebook) == 3
+    figures = (
+        "lam_over_steps",
+        "p_norm_over_steps",
+        "lam_grad_over_steps",
+        "lam_vs_depth",
+        "training_curves",
+    )
+    for name in figures:
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert inline_images(notebook) == len(figures)
 
 
 def test_compare_runs_notebook_writes_its_figures(runs, tmp_path, monkeypatch):

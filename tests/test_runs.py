@@ -33,6 +33,7 @@ import spe_lightning
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, NonFiniteLossError
 from spe_lightning.classifier import ImageClassifier
 from spe_lightning.cli import cli_main
+from spe_lightning.runs import model_run_name
 
 PACKAGE = Path(spe_lightning.__file__).parent
 FRAMEWORKS = ("lightning", "torch")
@@ -89,9 +90,9 @@ def test_sigkill_after_an_epoch_that_did_not_improve_resumes_from_that_epoch_end
     assert resumed.trainer.ckpt_path == str(last)
     assert_same_state(resumed, ref)
     steps = scalar_steps(checkpoints(save_dir).parent)
-    # Lightning adds an `epoch` scalar to every log call, so it repeats a step where train and val epoch
-    # metrics are both logged (in the uninterrupted run too); no other tag may
-    duplicated = {tag: s for tag, s in steps.items() if len(s) != len(set(s)) and tag != "epoch"}
+    # Lightning adds an `epoch` scalar (written `train/epoch`) to every log call, so it repeats a step where
+    # train and val epoch metrics are both logged (in the uninterrupted run too); no other tag may
+    duplicated = {tag: s for tag, s in steps.items() if len(s) != len(set(s)) and tag != "train/epoch"}
     assert not duplicated, f"duplicated steps after the resume: {duplicated}"
     assert steps == val  # nothing repeated and nothing lost: every tag has the uninterrupted run's steps
 
@@ -341,3 +342,34 @@ def test_a_full_disk_anywhere_else_is_one_line_that_says_what_is_kept(capsys):
         "error: no space left on the device; checkpoints already written are intact (each is replaced "
         "atomically): free space, then continue with --ckpt_path last\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        (
+            {"backbone": "cifar_resnet", "attention": "spem", "backbone_kwargs": {"depth": 164}},
+            "cifar_resnet164-spem-learned",
+        ),
+        (
+            {"backbone": "cifar_resnet", "attention": "se", "pool": "maxmin@0.25"},
+            "cifar_resnet164-se-maxmin@0.25",
+        ),
+        ({"backbone": "resnet50", "attention": "eca"}, "resnet50-eca-avg"),
+        (
+            {"backbone": "cifar_resnet", "attention": None, "backbone_kwargs": {"depth": 20}},
+            "cifar_resnet20-none",
+        ),
+    ],
+)
+def test_a_run_is_named_after_what_ran(model, name):
+    assert model_run_name(model) == name
+
+
+def test_a_config_that_names_no_run_is_named_after_its_model(tmp_path):
+    for given in ("null", "lightning_logs"):
+        run_cli("fit", *tiny_args(tmp_path, f"--trainer.logger.init_args.name={given}"))
+    named = tmp_path / "cifar_resnet8-spem-learned"
+    assert sorted(p.name for p in named.iterdir()) == ["version_0", "version_1"]
+    run_cli("fit", *tiny_args(tmp_path, "--trainer.logger.init_args.name=mine"))  # a named run keeps its name
+    assert (tmp_path / "mine" / "version_0" / "checkpoints" / "last.ckpt").is_file()

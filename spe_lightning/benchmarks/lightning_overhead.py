@@ -1,26 +1,38 @@
 """Epoch time of ``Trainer.fit`` against a plain PyTorch loop: same network, data, batches and loss.
 
     python -m spe_lightning.benchmarks.lightning_overhead --epochs 4 --rounds 3
+    python -m spe_lightning.benchmarks.lightning_overhead --depth 164 --block bottleneck --image_size 8 \\
+        --batch_size 32 --steps 20 --epochs 3 --monitor true
 
 Each round runs the plain loop and then Lightning for ``epochs`` epochs each (Lightning's
-``max_epochs``), on the same DataLoader; the first epoch of every run is warm-up and dropped. The median epoch
-time of each side is compared, in the same process, so machine drift hits both. Both
-sides compute cross entropy + alpha * pooling regulariser with SGD; Lightning also
-updates its torchmetrics accuracies and logs, as a user's run does (``--monitor`` adds
-the PoolingMonitor callback to show its cost).
+``max_epochs``), on the same DataLoader (``steps`` batches per epoch if given); the first epoch of every run
+is warm-up and dropped. The median epoch time of each side is compared, in the same process, so machine
+drift hits both. Both sides compute cross entropy + alpha * pooling regulariser with SGD; Lightning also
+updates its torchmetrics accuracies and logs, as a user's run does.
+
+``--monitor true`` also times Lightning with the PoolingMonitor callback against Lightning without it,
+both writing TensorBoard logs and validating on one batch per epoch (the monitor's gate summaries need
+it), so its whole per-epoch work (values, gates, histograms, figure) is inside the timed epoch; the two
+alternate which runs first, as this machine's speed drifts within a round.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from jsonargparse import CLI
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torch.utils.data import DataLoader
 
+from spe_lightning.callbacks import PoolingMonitor
 from spe_lightning.classifier import PAPER_SGD, ImageClassifier
 from spe_lightning.data import DigitsDataModule
 from spe_lightning.models import pooling_regularization
@@ -44,14 +56,16 @@ def _model(model_kwargs: dict[str, Any], seed: int) -> ImageClassifier:
     return ImageClassifier(**model_kwargs)
 
 
-def plain_epochs(model: ImageClassifier, loader, epochs: int, alpha: float) -> list[float]:
+def plain_epochs(
+    model: ImageClassifier, loader: DataLoader, epochs: int, steps: int | None, alpha: float
+) -> list[float]:
     """The hand-written loop a user would otherwise write: forward, loss, backward, step."""
     net = model.net.train()
     opt = torch.optim.SGD(net.parameters(), **PAPER_SGD)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
-        for x, y in loader:
+        for x, y in itertools.islice(loader, steps):
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(net(x), y) + alpha * pooling_regularization(net)
             loss.backward()
@@ -60,22 +74,33 @@ def plain_epochs(model: ImageClassifier, loader, epochs: int, alpha: float) -> l
     return times
 
 
-def lightning_epochs(model: ImageClassifier, loader, epochs: int, callbacks: list[L.Callback]) -> list[float]:
+def lightning_epochs(
+    model: ImageClassifier,
+    loader: DataLoader,
+    epochs: int,
+    callbacks: list[L.Callback],
+    steps: int | None = None,
+    logs: Path | None = None,
+    val_loader: DataLoader | None = None,
+) -> list[float]:
+    """Epoch times of ``Trainer.fit``; the timer is the last callback, so it times the others' epoch ends."""
     timer = EpochTimer()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
         max_epochs=epochs,
-        logger=False,
+        limit_train_batches=steps,
+        log_every_n_steps=10,
+        logger=TensorBoardLogger(logs, name="", version=len(list(logs.iterdir()))) if logs else False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        limit_val_batches=0,
+        limit_val_batches=1 if val_loader is not None else 0,
         num_sanity_val_steps=0,
-        callbacks=[timer, *callbacks],
+        callbacks=[*callbacks, timer],
     )
     model.configure_optimizers = lambda: torch.optim.SGD(model.parameters(), **PAPER_SGD)
-    trainer.fit(model, train_dataloaders=loader)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
     return timer.times
 
 
@@ -87,12 +112,15 @@ def main(
     attention: str = "spem",
     image_size: int = 16,
     batch_size: int = 64,
+    steps: int | None = None,
     monitor: bool = False,
     seed: int = 0,
 ) -> float:
-    """Print median epoch times and the Lightning / plain ratio."""
+    """Print median epoch times and the Lightning / plain ratio (and monitor on / off with ``monitor``)."""
     if epochs < 2:
         raise SystemExit(f"error: epochs={epochs} is not allowed; at least 2 (the first is warm-up)")
+    if steps is not None and steps < 1:
+        raise SystemExit(f"error: steps={steps} is not allowed; use an integer >= 1 or leave it out")
     data = DigitsDataModule(image_size=image_size, in_chans=1, batch_size=batch_size, seed=seed)
     data.setup("fit")
     loader = data.train_dataloader()
@@ -102,25 +130,34 @@ def main(
         in_chans=1,
         backbone_kwargs={"depth": depth, "block": block},
     )
-    callbacks: list[L.Callback] = []
-    if monitor:
-        from spe_lightning.callbacks import PoolingMonitor
-
-        callbacks.append(PoolingMonitor())
-    plain, lit = [], []
-    for r in range(rounds):
-        plain += plain_epochs(_model(model_kwargs, seed + r), loader, epochs, 0.1)[1:]
-        lit += lightning_epochs(_model(model_kwargs, seed + r), loader, epochs, callbacks)[1:]
+    plain, lit, logged, watched = [], [], [], []
+    with tempfile.TemporaryDirectory() as logs:
+        for r in range(rounds):
+            plain += plain_epochs(_model(model_kwargs, seed + r), loader, epochs, steps, 0.1)[1:]
+            lit += lightning_epochs(_model(model_kwargs, seed + r), loader, epochs, [], steps)[1:]
+            if monitor:  # off then on in even rounds, on then off in odd ones: no side always runs last
+                val = data.val_dataloader()
+                sides = [(logged, []), (watched, [PoolingMonitor()])]
+                for times, callbacks in sides if r % 2 == 0 else sides[::-1]:
+                    model = _model(model_kwargs, seed + r)
+                    times += lightning_epochs(model, loader, epochs, callbacks, steps, Path(logs), val)[1:]
+    per_epoch = min(steps or len(loader), len(loader))
     p, lt = statistics.median(plain), statistics.median(lit)
     print(
         f"cifar_resnet-{depth} {block} + {attention} on digits {image_size}px, batch {batch_size}, "
-        f"{len(loader)} steps/epoch, {torch.get_num_threads()} threads; median of {len(plain)} timed "
+        f"{per_epoch} steps/epoch, {torch.get_num_threads()} threads; median of {len(plain)} timed "
         f"epochs each ({rounds} rounds x {epochs} epochs, the first of each dropped)"
     )
     print(f"plain PyTorch loop : {p:.3f} s/epoch")
-    print(f"Lightning fit      : {lt:.3f} s/epoch{' (+ PoolingMonitor)' if monitor else ''}")
+    print(f"Lightning fit      : {lt:.3f} s/epoch")
     print(f"ratio              : {lt / p:.3f}x ({(lt - p) * 1e3:+.0f} ms/epoch)")
-    return lt / p
+    if not monitor:
+        return lt / p
+    off, on = statistics.median(logged), statistics.median(watched)
+    print(f"Lightning + TensorBoard, 1 val batch : {off:.3f} s/epoch")
+    print(f"  + PoolingMonitor                   : {on:.3f} s/epoch")
+    print(f"monitor on / off   : {on / off:.3f}x ({(on - off) * 1e3:+.0f} ms/epoch)")
+    return on / off
 
 
 if __name__ == "__main__":

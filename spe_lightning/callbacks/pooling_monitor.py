@@ -1,35 +1,33 @@
-"""Watch SPEM's pooling weights learn: lam per block, SPEM parameters, gates and HParams in TensorBoard.
+"""Watch SPEM's pooling weights learn: lam per block and what moves it, gates, and the lam figure.
 
-What is logged (block names like ``layer1.0``, written ``layer1/0`` in tags):
+The tags follow :mod:`spe_lightning.tags`: everything sits under ``watch/``, after ``train/`` and
+``val/``, and what grows with depth is a line, not a card. For a block ``layer1.3``:
 
-- ``lam/<stage>/<block>``: the learned max/min mix weight of every block with learned pooling, every
-  ``log_every_n_steps`` optimizer steps and at every epoch end (to every logger). Other pools' learned
-  values go the same way: ``gem_p/...`` (GeM's exponent), ``lse_r/...`` (LSE's sharpness), ``mixed_a/...``
-  (the max weight of the mixed pool, averaged over channels when per channel). A custom-scalars layout
-  draws each stage as one multi-line chart.
-- ``gate_mean/<stage>/<block>``, ``gate_std/...`` (every logger) and ``gate/<stage>/<block>`` histograms:
-  the channel gates each attention block produces on a fixed batch of validation images.
-- ``spem_{reweight,excite}_{weight,bias}/<stage>/<block>`` histograms.
-- ``lam/overview`` image: lam against depth, and the blocks x epochs heatmap so far.
+- every ``log_every_n_steps`` optimizer steps and at every epoch end: ``watch/lam/layer1`` in the sub-run
+  ``blocks/3`` (one chart per stage, one line per block, with reference lines at lam = 0 and 1), next to
+  ``watch/p_norm/layer1`` (|p|) and ``watch/lam_grad/layer1`` (the classification loss's gradient on
+  lam, from the step's ``p.grad``), and in the run itself ``watch/lam_{mean,min,max}/layer1``. Other
+  pools' learned values go the same way (``gem_p``, ``lse_r``, ``mixed_a``);
+- after every epoch's validation (every ``summary_every_n_epochs``): ``watch/gate_mean/layer1`` and
+  ``watch/gate_std/layer1`` (the block's channel gates on a fixed batch of validation images);
+  histograms of the gates and of SPEM's parameters per stage (``watch/gate/layer1``), per block, or none;
+  and ``watch/lam_overview``, the lam figure, also saved as ``lam_figures/epoch_<NNN>.png`` in the run
+  folder (TensorBoard keeps 10 images per tag unless started with ``--samples_per_plugin images=0``).
 
-Steps follow Lightning's ``self.log`` (:func:`logging_step`); the value at initialisation is logged at step 0.
-
-The last three are written once per epoch (every ``summary_every_n_epochs``), after validation.
-- HParams: the module's and datamodule's hyperparameters with ``hp_metrics`` (``val/acc1_best``) as the
-  metric columns, which the normal logging of those keys fills in.
-
-Histograms, images, layout and HParams need a TensorBoardLogger. Only global rank zero reads values to the
-host and writes; the one forward pass per epoch for the gates runs on every rank, so no collective ever
-runs inside a rank-zero-only branch (DDP-safe). Blocks without learned pooling (plain networks, SE with
-average pooling) simply produce no ``lam`` tags.
+Loggers other than TensorBoard (CSV) get the same values as one column per block
+(``watch/lam/layer1/3``). Steps follow Lightning's ``self.log`` (:func:`logging_step`); the values at
+initialisation are logged at step 0. Only global rank zero reads values to the host and writes, and the
+gates are recorded during its own validation forward, so no collective ever runs inside a
+rank-zero-only branch (DDP-safe). Blocks without learned pooling produce no ``lam`` lines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,17 +35,35 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from spe_lightning.inspect_logs import LAM, block_tag, lam_figure, stage_of
+from spe_lightning.callbacks.subruns import RunWriters
+from spe_lightning.inspect_logs import figure_png, lam_figure
 from spe_lightning.layers.cbam import CBAM
 from spe_lightning.layers.pool import GlobalPool, LearnedMixPool
 from spe_lightning.layers.spem import SPEM
 from spe_lightning.models import NormAttention, learned_pools, valued_pools
+from spe_lightning.tags import (
+    LAM_OVERVIEW,
+    SUMMARY_STATS,
+    block_run,
+    block_tag,
+    reference_runs,
+    stage_of,
+    stage_tag,
+    summary_tag,
+)
 
 SPEM_PARAMETERS = ("reweight_weight", "reweight_bias", "excite_weight", "excite_bias")
-HISTOGRAM_BINS = 64  # TensorBoard shows ~30 buckets; torch's default ~1500 make each histogram ~9 KB, not 0.5
+HISTOGRAM_BINS = 64
+"""Equal-width buckets: TensorBoard shows ~30; torch's default exponential ~1500 cost 2.5x the time and
+make each histogram ~9 KB, not 0.5."""
+MIX_WEIGHTS = ("lam", "mixed_a")
+"""Logged values that are weights of a mix, in [0, 1]: their charts get the reference lines."""
+FIGURES = "lam_figures"
+"""Folder, inside the run, of the lam figure of every epoch."""
+Histograms = Literal["stage", "block", "none"]
 
 
-def _strip_common_parent(names: Sequence[str]) -> list[str]:
+def _strip_common_parent(names: list[str]) -> list[str]:
     """Drop the leading path components every name shares (``net.layer1.0`` -> ``layer1.0``), keeping two."""
     parts = [name.split(".") for name in names]
     common = 0
@@ -65,25 +81,60 @@ def _attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def _to_host(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+def _to_host(tensors: dict[Any, Tensor]) -> dict[Any, Tensor]:
     """Many small device tensors -> float32 CPU tensors with a single device-to-host copy."""
     flat = torch.cat([t.detach().float().flatten() for t in tensors.values()]).cpu()
     return dict(zip(tensors, flat.split([t.numel() for t in tensors.values()]), strict=True))
+
+
+def stage_summaries(values: dict[tuple[str, str], float], keys: Iterable[str]) -> dict[str, float]:
+    """Mean, min and max over each stage's blocks of every ``keys`` value: ``watch/lam_mean/layer1``, ..."""
+    by_stage: dict[tuple[str, str], list[float]] = {}
+    for (block, key), value in values.items():
+        if key in keys:
+            by_stage.setdefault((key, stage_of(block)), []).append(value)
+    reduce = {"mean": np.mean, "min": np.min, "max": np.max}
+    return {
+        summary_tag(key, stat, stage): float(reduce[stat](series))
+        for (key, stage), series in by_stage.items()
+        for stat in SUMMARY_STATS
+    }
+
+
+Named = list[tuple[str, nn.Module]]
+
+
+def watched_blocks(model: nn.Module) -> tuple[Named, Named, Named]:
+    """(learned mixes, pools with learned values, attention modules) by block name (``layer1.0``), the
+    names shortened together so that each block has one name in every tag."""
+    found = [learned_pools(model), valued_pools(model), _attention_blocks(model)]
+    names = iter(_strip_common_parent([name for group in found for name, _ in group]))
+    return tuple([(next(names), module) for _, module in group] for group in found)
+
+
+def final_value_tags(model: nn.Module) -> list[str]:
+    """The per-stage mean of every learned pool value (``watch/lam_mean/layer1``): each stage's final lam
+    in the HParams view."""
+    _, valued, _ = watched_blocks(model)
+    tags = (summary_tag(key, "mean", stage_of(b)) for b, pool in valued for key in pool.logged_values())
+    return list(dict.fromkeys(tags))
 
 
 class PoolingMonitor(Callback):
     """Log how learned pooling and attention evolve (see the module docstring for the tags).
 
     Args:
-        log_every_n_steps: optimizer steps between two lam logs; None uses the trainer's
-            ``log_every_n_steps``. Only those steps read lam from the device (one copy for all blocks).
-        num_gate_images: images of the first validation batch kept to summarise the attention gates every
-            epoch; 0 turns gate summaries off.
-        summary_every_n_epochs: epochs between two rounds of histograms, gate summaries and lam figure (each
-            round costs ~0.1 s and ~0.5 KB per histogram); lam itself is logged at every epoch end.
-        hp_metrics: logged keys shown as metric columns in TensorBoard's HParams view; empty logs no HParams.
-            Set the TensorBoardLogger's ``default_hp_metric`` to False so no ``hp_metric`` placeholder is
-            logged besides them.
+        log_every_n_steps: optimizer steps between two logs of the learned values; None uses the trainer's
+            ``log_every_n_steps``. Only those steps read them from the device (one copy for all blocks).
+        num_gate_images: images of the first validation batch whose attention gates are summarised every
+            epoch, recorded as the validation forward computes them (validation must run); 0 turns gate
+            summaries off.
+        summary_every_n_epochs: epochs between two rounds of gate summaries, histograms and lam figure (a
+            round costs ~0.1 s); the learned values themselves are logged at every epoch end.
+        histograms: ``stage`` (default) writes one histogram per stage of the gates and of each SPEM
+            parameter (5 per stage at any depth), ``block`` one per block (5 per block: 270 for a
+            ResNet-164), ``none`` none.
+        save_figures: also save the lam figure of every summary epoch as a PNG in the run folder.
     """
 
     def __init__(
@@ -91,7 +142,8 @@ class PoolingMonitor(Callback):
         log_every_n_steps: int | None = None,
         num_gate_images: int = 64,
         summary_every_n_epochs: int = 1,
-        hp_metrics: Sequence[str] = ("val/acc1_best",),
+        histograms: Histograms = "stage",
+        save_figures: bool = True,
     ) -> None:
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(
@@ -103,10 +155,13 @@ class PoolingMonitor(Callback):
             raise ValueError(
                 f"summary_every_n_epochs={summary_every_n_epochs} is not allowed; use an integer >= 1"
             )
+        if histograms not in ("stage", "block", "none"):
+            raise ValueError(f"histograms={histograms!r} is not allowed; use one of: stage, block, none")
         self.log_every_n_steps = log_every_n_steps
         self.num_gate_images = num_gate_images
         self.summary_every_n_epochs = summary_every_n_epochs
-        self.hp_metrics = tuple(hp_metrics)
+        self.histograms = histograms
+        self.save_figures = save_figures
         self.epochs: list[int] = []
         self.lam_history: list[list[float]] = []
         self._restored_blocks: list[str] | None = None
@@ -116,8 +171,11 @@ class PoolingMonitor(Callback):
         self._gates: list[tuple[str, nn.Module]] = []
         self._every = 1
         self._last_logged_step = -1
-        self._images: Tensor | None = None
-        self._layouts_written: set[str] = set()
+        self._epoch_gates: dict[str, Tensor] = {}
+        self._hooks: list[Any] = []
+        self._writers: list[RunWriters] = []
+        self._folder: str | None = None
+        self._alpha = 0.0
 
     @property
     def blocks(self) -> list[str]:
@@ -125,14 +183,7 @@ class PoolingMonitor(Callback):
         return [block for block, _ in self._pools]
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        pools, valued = learned_pools(pl_module), valued_pools(pl_module)
-        attention = _attention_blocks(pl_module)
-        names = _strip_common_parent([name for name, _ in pools + valued + attention])
-        pool_names, valued_names = names[: len(pools)], names[len(pools) : len(pools) + len(valued)]
-        attention_names = names[len(pools) + len(valued) :]
-        self._pools = [(name, pool) for name, (_, pool) in zip(pool_names, pools, strict=True)]
-        self._valued = [(name, pool) for name, (_, pool) in zip(valued_names, valued, strict=True)]
-        attention = [(name, attn) for name, (_, attn) in zip(attention_names, attention, strict=True)]
+        self._pools, self._valued, attention = watched_blocks(pl_module)
         self._spems = [(name, attn) for name, attn in attention if isinstance(attn, SPEM)]
         gates = [(name, attn.channel if isinstance(attn, CBAM) else attn) for name, attn in attention]
         self._gates = [(name, module) for name, module in gates if hasattr(module, "gate")]
@@ -142,16 +193,16 @@ class PoolingMonitor(Callback):
                 f"but the model's learned pools are {self.blocks}"
             )
         self._every = self.log_every_n_steps or trainer.log_every_n_steps
-        ckpt = trainer.ckpt_path
-        if trainer.is_global_zero:
-            for logger in self._tensorboards(trainer):
-                if ckpt is not None and Path(ckpt).absolute().parents[1] == Path(logger.log_dir).absolute():
-                    continue  # resumed in its own folder, whose first writer logged these at step 0
-                self._write_layout(logger)
-                self._write_hparams(trainer, pl_module, logger)
+        self._folder = trainer.log_dir  # on every rank: it is a broadcast under DDP
+        self._alpha = float(getattr(pl_module, "hparams", {}).get("pool_alpha", 0.0))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._valued and trainer.is_global_zero and trainer.global_step == 0:  # resumed: logged already
+        if not trainer.is_global_zero:
+            return
+        # a resumed run (global step restored by now) rewrites its sub-runs' history from its checkpoint
+        purge = trainer.global_step if trainer.global_step > 0 else None
+        self._writers = [RunWriters(logger, purge) for logger in self._tensorboards(trainer)]
+        if self._valued and trainer.global_step == 0:  # resumed: logged already
             self._log_values(trainer)
 
     def on_train_batch_end(
@@ -168,26 +219,46 @@ class PoolingMonitor(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        keep = self._gates and self.num_gate_images and self._images is None
-        if keep and batch_idx == 0 and dataloader_idx == 0:
-            images = batch[0] if isinstance(batch, (tuple, list)) else batch
-            if not isinstance(images, Tensor):
-                raise TypeError(
-                    f"PoolingMonitor needs validation batches that are an image tensor or (images, ...), "
-                    f"got {type(images).__name__}"
-                )
-            self._images = images[: self.num_gate_images].detach().clone()
+        """On the first batch of a summary epoch's validation: record the gates that forward computes."""
+        first = batch_idx == 0 and dataloader_idx == 0 and not trainer.sanity_checking
+        if (
+            first
+            and self._gates
+            and self.num_gate_images
+            and trainer.is_global_zero
+            and self._summarises(trainer)
+        ):
+            self._hooks = [
+                module.register_forward_hook(partial(self._record, name)) for name, module in self._gates
+            ]
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._remove_hooks()
+
+    def _record(self, name: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        """The block's gates on the batch's first ``num_gate_images`` images (eval mode and the run's
+        precision, as validation runs): the validation forward is the one pass, nothing runs twice."""
+        self._epoch_gates[name] = module.gate(args[0][: self.num_gate_images]).detach()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    def _summarises(self, trainer: Trainer) -> bool:
+        return (trainer.current_epoch + 1) % self.summary_every_n_epochs == 0
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Runs after the epoch's validation: lam, parameter and gate summaries, and the lam figure.
-
-        The gate forward pass runs on every rank (a sharded model needs all ranks in its forward); only
-        rank zero reads and writes the results.
-        """
-        summarise = (trainer.current_epoch + 1) % self.summary_every_n_epochs == 0
-        gates = (
-            self._gates_on_fixed_batch(trainer, pl_module) if summarise and self._images is not None else {}
-        )
+        """Runs after the epoch's validation: learned values, gate and parameter summaries, the lam figure."""
+        gates, self._epoch_gates = self._epoch_gates, {}
         if not trainer.is_global_zero:
             return
         step = logging_step(trainer)
@@ -195,38 +266,34 @@ class PoolingMonitor(Callback):
         if self._pools:
             self.epochs.append(trainer.current_epoch)
             self.lam_history.append(self._current_lams().tolist())
-        if not summarise:
+        if not self._summarises(trainer):
             return
-        tensorboards = self._tensorboards(trainer)
-        tensors: dict[str, Tensor] = {}
-        if tensorboards:
+        tensors: dict[tuple[str, str], Tensor] = {(name, "gate"): gate for name, gate in gates.items()}
+        if self._writers and self.histograms != "none":
             tensors.update(
                 {
-                    block_tag(f"spem_{param}", name): getattr(module, param)
+                    (name, f"spem_{param}"): getattr(module, param)
                     for name, module in self._spems
                     for param in SPEM_PARAMETERS
                 }
             )
-        tensors.update({block_tag("gate", name): gate for name, gate in gates.items()})
         host = _to_host(tensors) if tensors else {}
-        if gates:
-            gate_stats = {}
-            for name, _ in self._gates:
-                values = host[block_tag("gate", name)]
-                gate_stats[block_tag("gate_mean", name)] = values.mean().item()
-                gate_stats[block_tag("gate_std", name)] = values.std().item()
-            for logger in trainer.loggers:
-                logger.log_metrics(gate_stats, step)
-        figure = (
-            lam_figure(self.blocks, self.epochs, np.array(self.lam_history)) if self.lam_history else None
-        )
-        for logger in tensorboards:
-            for tag, values in host.items():
-                finite = values[torch.isfinite(values)]  # a diverged run (loss guard off) keeps logging
-                if finite.numel():
-                    logger.experiment.add_histogram(tag, finite.numpy(), step, max_bins=HISTOGRAM_BINS)
-            if figure is not None:
-                logger.experiment.add_figure(f"{LAM}/overview", figure, step, close=False)
+        gate_stats = {}
+        for name, _ in self._gates if gates else ():
+            values = host[(name, "gate")]
+            gate_stats[(name, "gate_mean")] = values.mean().item()
+            gate_stats[(name, "gate_std")] = values.std().item()
+        self._write_block_values(trainer, gate_stats, step)
+        if self._writers and self.histograms != "none":
+            self._write_histograms(host, step)
+        if self.lam_history:
+            self._write_figure(step)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._remove_hooks()
+        for writers in self._writers:
+            writers.close()
+        self._writers = []
 
     def state_dict(self) -> dict[str, Any]:
         return {"blocks": self.blocks, "epochs": self.epochs, "lam_history": self.lam_history}
@@ -247,75 +314,79 @@ class PoolingMonitor(Callback):
 
     @torch.no_grad()
     def _log_values(self, trainer: Trainer) -> None:
-        """Every pool's learned values (lam, GeM's p, ...) as ``<value>/<stage>/<block>``, one copy."""
+        """Every pool's learned values and diagnostics (lam, |p|, dL/dlam, GeM's p, ...), one copy."""
         step = logging_step(trainer)
         if step == self._last_logged_step or not self._valued:  # an epoch end on a logging step
             return
         tensors = {
-            block_tag(key, name): value
+            (name, key): value
             for name, pool in self._valued
-            for key, value in pool.logged_values().items()
+            for key, value in {**pool.logged_values(), **pool.diagnostics(self._alpha)}.items()
         }
-        metrics = {tag: value.item() for tag, value in _to_host(tensors).items()}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step)
+        values = {key: value.item() for key, value in _to_host(tensors).items()}
+        keys = {key for _, pool in self._valued for key in pool.logged_values()}
+        self._write_block_values(trainer, values, step, summaries=stage_summaries(values, keys))
         self._last_logged_step = step
 
-    @torch.no_grad()
-    def _gates_on_fixed_batch(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Tensor]:
-        """Channel gates of every attention block on the kept images: eval mode, the run's precision."""
-        gates: dict[str, Tensor] = {}
+    def _write_block_values(
+        self,
+        trainer: Trainer,
+        values: dict[tuple[str, str], float],
+        step: int,
+        summaries: dict[str, float] | None = None,
+    ) -> None:
+        """Per-block values as lines of their stage's chart (TensorBoard sub-runs) or per-block columns
+        (other loggers), and the stage summaries in the run itself."""
+        summaries = summaries or {}
+        per_block = {block_tag(key, block): value for (block, key), value in values.items()}
+        for logger in trainer.loggers:
+            if not isinstance(logger, TensorBoardLogger) and (per_block or summaries):
+                logger.log_metrics({**per_block, **summaries}, step)
+        subruns: dict[str, dict[str, float]] = {}
+        for (block, key), value in values.items():
+            subruns.setdefault(block_run(block), {})[stage_tag(key, stage_of(block))] = value
+        stages = {(key, stage_of(block)) for block, key in values if key in MIX_WEIGHTS}
+        widest = max(Counter(stage_of(block) for block, _ in self._valued).values(), default=0)
+        for reference, value in reference_runs(widest).items() if stages else ():
+            subruns[reference] = {stage_tag(key, stage): value for key, stage in stages}
+        for writers in self._writers:
+            writers.scalars(summaries, step)
+            for subrun, lines in subruns.items():
+                writers.scalars(lines, step, subrun)
 
-        def record(name: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-            gates[name] = module.gate(args[0])
+    def _write_histograms(self, host: dict[tuple[str, str], Tensor], step: int) -> None:
+        grouped: dict[str, list[Tensor]] = {}
+        for (block, key), values in host.items():
+            tag = block_tag(key, block) if self.histograms == "block" else stage_tag(key, stage_of(block))
+            grouped.setdefault(tag, []).append(values)
+        for tag, parts in grouped.items():
+            values = torch.cat(parts)
+            finite = values[torch.isfinite(values)]  # a diverged run (loss guard off) keeps logging
+            if finite.numel():
+                for writers in self._writers:
+                    writers.logger.experiment.add_histogram(tag, finite.numpy(), step, bins=HISTOGRAM_BINS)
 
-        handles = [module.register_forward_hook(partial(record, name)) for name, module in self._gates]
-        modes = [(module, module.training) for module in pl_module.modules()]
-        pl_module.eval()
-        precision = trainer.precision_plugin
-        try:
-            with precision.forward_context():
-                pl_module(precision.convert_input(self._images))
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module, training in modes:
-                module.training = training
-        return gates
-
-    def _write_layout(self, logger: TensorBoardLogger) -> None:
-        """One multi-line chart per stage for lam and the gate statistics (Custom Scalars dashboard)."""
-        if logger.log_dir in self._layouts_written:
-            return  # TensorBoard reads one layout per run
-        gate_blocks = [name for name, _ in self._gates] if self.num_gate_images else []
-        layout = {}
-        for prefix, blocks, title in (
-            (LAM, self.blocks, "lam (weight of max pooling)"),
-            ("gate_mean", gate_blocks, "gate mean (fixed validation batch)"),
-            ("gate_std", gate_blocks, "gate std (fixed validation batch)"),
-        ):
-            stages = dict.fromkeys(stage_of(block) for block in blocks)
-            charts = {
-                stage: ["Multiline", [block_tag(prefix, b) for b in blocks if stage_of(b) == stage]]
-                for stage in stages
-            }
-            if charts:
-                layout[title] = charts
-        if layout:
-            logger.experiment.add_custom_scalars(layout)
-            self._layouts_written.add(logger.log_dir)
-
-    def _write_hparams(self, trainer: Trainer, pl_module: LightningModule, logger: TensorBoardLogger) -> None:
-        """Hyperparameters with ``hp_metrics`` as HParams columns.
-
-        Written in ``on_fit_start``, before Lightning's own ``log_hyperparams``: TensorBoard keeps the
-        first HParams summary of a run, so these metric columns win over a ``hp_metric`` placeholder.
-        """
-        if not self.hp_metrics:
+    def _write_figure(self, step: int) -> None:
+        """The lam figure, rendered once: to TensorBoard and to ``lam_figures/epoch_<NNN>.png``."""
+        if not (self._writers or self.save_figures):
             return
-        params = dict(trainer.datamodule.hparams_initial) if trainer.datamodule is not None else {}
-        params.update(pl_module.hparams_initial)
-        logger.log_hyperparams(params, dict.fromkeys(self.hp_metrics, 0))
+        figure = lam_figure(
+            self.blocks, self.epochs, np.array(self.lam_history), title=run_name(self._folder)
+        )
+        png, size = figure_png(figure)
+        figure.clear()  # breaks the figure's reference cycles now, not in a garbage collection mid-epoch
+        for writers in self._writers:
+            writers.image(LAM_OVERVIEW, png, size, step)
+        if self.save_figures and self._folder is not None:
+            path = Path(self._folder) / FIGURES / f"epoch_{self.epochs[-1]:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+
+
+def run_name(log_dir: str | None) -> str:
+    """``quickstart/version_0``: the run as TensorBoard lists it (the log folder's last two parts)."""
+    folder = Path(log_dir or ".").absolute()
+    return f"{folder.parent.name}/{folder.name}"
 
 
 def logging_step(trainer: Trainer) -> int:

@@ -101,6 +101,10 @@ class ImageDataModule(LightningDataModule, ABC):
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
+        # the subclass's arguments too (Lightning collects every __init__ of the chain), kept in checkpoints
+        # (``datamodule_hyper_parameters``); not merged into the logger's hparams.yaml, which stays the
+        # model's (what rebuilds it); TensorBoard's HParams view shows them from the CLI's config
+        self.save_hyperparameters(logger=False)
         _check_positive("batch_size", batch_size)
         _check_positive("eval_batch_size", eval_batch_size)
         if num_workers < 0:

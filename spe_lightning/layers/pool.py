@@ -65,7 +65,13 @@ class GlobalPool(nn.Module):
         return pooled.view(b, c, h, 1) if dim == 3 else pooled.view(b, c, 1, w)
 
     def logged_values(self) -> dict[str, Tensor]:
-        """Learned scalars to watch during training (``{"lam": ...}``), logged per block by PoolingMonitor."""
+        """Learned scalars to watch during training (``{"lam": ...}``), logged per block by PoolingMonitor,
+        with their mean, min and max per stage."""
+        return {}
+
+    def diagnostics(self, alpha: float = 0.0) -> dict[str, Tensor]:
+        """Further per-block scalars that explain how the learned values move (logged per block only);
+        ``alpha`` is the weight of the pooling regulariser in the loss."""
         return {}
 
 
@@ -142,6 +148,10 @@ class LearnedMixPool(GlobalPool):
     single-statistic pools works the same way (``pools: [avg, max, min]``). The squares keep the weights
     non-negative and summing to one; the regulariser sum p_i^2 (added to the loss by the trainer) keeps p
     from growing without bound, since the weights are invariant to the scale of p.
+
+    ``parameterization="softmax"`` (not the paper's; for studying the dynamics) uses softmax(p) instead:
+    the weights then depend on differences of p, not its direction, and the same regulariser pulls them
+    towards the even mix.
     """
 
     def __init__(
@@ -149,6 +159,7 @@ class LearnedMixPool(GlobalPool):
         init: tuple[float, ...] | None = None,
         pools: tuple[str, ...] = ("max", "min"),
         channels: int | None = None,
+        parameterization: str = "square",
     ) -> None:
         pools = tuple(pools)
         init = tuple(init) if init is not None else (0.5,) * len(pools)
@@ -157,9 +168,15 @@ class LearnedMixPool(GlobalPool):
                 f"learned pool: pools={list(pools)!r} with init={list(init)!r} is not allowed; "
                 "give two or more pools and one init value per pool"
             )
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"learned pool: parameterization={parameterization!r} is not allowed; "
+                f"use one of: {', '.join(PARAMETERIZATIONS)}"
+            )
         super().__init__(init)
         self.num_stats = len(pools)
         self.pool_names = pools
+        self.parameterization = parameterization
         self.p = nn.Parameter(torch.tensor(init, dtype=torch.float32))
         # the paper's pair runs as one fused max/min op; other lists pool one by one
         self.pools = None if pools == ("max", "min") else nn.ModuleList(_single_stat_pools(pools, channels))
@@ -171,7 +188,10 @@ class LearnedMixPool(GlobalPool):
         return torch.cat([pool.stats(x) for pool in self.pools])
 
     def stat_weights(self) -> Tensor:
-        sq = self.p.float().square()  # float32 even under autocast
+        p = self.p.float()  # float32 even under autocast
+        if self.parameterization == "softmax":
+            return p.softmax(0)
+        sq = p.square()
         return sq / sq.sum()
 
     @property
@@ -184,6 +204,33 @@ class LearnedMixPool(GlobalPool):
 
     def logged_values(self) -> dict[str, Tensor]:
         return {"lam": self.lam}
+
+    def diagnostics(self, alpha: float = 0.0) -> dict[str, Tensor]:
+        """What explains lam's moves: |p|, and after a backward pass dL_cls/dlam (two-pool mixes).
+
+        L_cls reaches p through lam only, so its gradient on p is dL_cls/dlam * dlam/dp: projecting
+        ``p.grad`` minus the regulariser's ``alpha * 2 p`` on dlam/dp gives dL_cls/dlam (weight decay is not
+        in ``p.grad``). For the paper's squares dlam/dp = 2 p0 p1 / |p|^4 * (p1, -p0) is orthogonal to p, so
+        the regulariser drops out whatever ``alpha``; for softmax dlam/dp = lam (1 - lam) * (1, -1).
+        0 where lam is exactly 0 or 1 (no direction to move).
+        """
+        p = self.p.detach().float()
+        values = {"p_norm": p.norm()}
+        if self.p.grad is None or self.num_stats != 2:
+            return values
+        grad = self.p.grad.detach().float() - 2 * alpha * p
+        if self.parameterization == "softmax":
+            lam = p.softmax(0)[0]
+            direction = torch.stack((lam * (1 - lam), -lam * (1 - lam)))
+        else:
+            direction = 2 * p[0] * p[1] / p.square().sum().square() * torch.stack((p[1], -p[0]))
+        norm = direction.square().sum()
+        values["lam_grad"] = torch.where(norm > 0, (grad * direction).sum() / norm, torch.zeros_like(norm))
+        return values
+
+
+PARAMETERIZATIONS = ("square", "softmax")
+"""How a learned mix turns p into weights: the paper's p_i^2 / sum p_j^2, or softmax(p)."""
 
 
 def _single_stat_pools(names: tuple[str, ...], channels: int | None) -> list[GlobalPool]:

@@ -3,6 +3,7 @@
 from spe_lightning.models.attach import NormAttention, attach_attention
 from spe_lightning.models.cifar_resnet import CifarResNet, blocks_per_stage
 from spe_lightning.models.factory import (
+    backbone_label,
     backbone_names,
     check_pretrained,
     create_backbone,
@@ -21,6 +22,7 @@ __all__ = [
     "CifarResNet",
     "NormAttention",
     "attach_attention",
+    "backbone_label",
     "backbone_names",
     "blocks_per_stage",
     "check_pretrained",

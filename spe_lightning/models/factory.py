@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -33,6 +34,16 @@ _BACKBONES = {"cifar_resnet": _cifar_resnet} | {
 
 def backbone_names() -> list[str]:
     return sorted(_BACKBONES)
+
+
+def backbone_label(name: str, depth: int | None = None) -> str:
+    """A backbone as its users say it: ``cifar_resnet`` of depth 164 is ``cifar_resnet164`` (the default
+    depth when none is given); the torchvision names already carry theirs (``resnet50``)."""
+    if name.lower() != "cifar_resnet":
+        return name.lower()
+    if depth is None:
+        depth = inspect.signature(CifarResNet).parameters["depth"].default
+    return f"cifar_resnet{depth}"
 
 
 def create_backbone(
