@@ -96,6 +96,11 @@ def standard_ops() -> Iterator[None]:
         _standard_ops = previous
 
 
+def standard_ops_only() -> bool:
+    """Whether an export is tracing (:func:`standard_ops`): layers then use no custom op."""
+    return _standard_ops
+
+
 def native_max_min(x: Tensor) -> Tensor:
     """``torch.max``/``torch.min`` over the flattened map, with autograd's own backward, which also routes
     the gradient to the one returned index: the custom op's values and gradients, in ops that inductor
@@ -110,7 +115,7 @@ def global_max_min(x: Tensor) -> Tensor:
     The compiled kernel's custom op where it wins, eager CPU; native reductions on other devices and
     while torch.compile traces.
     """
-    if _standard_ops:
+    if standard_ops_only():
         return torch.stack((x.amax((2, 3), keepdim=True), x.amin((2, 3), keepdim=True)))
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return native_max_min(x)

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, combine_stats, create_pool
+from spe_lightning.layers.max_min import standard_ops_only
+from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, combine_stats, create_pool
+from spe_lightning.layers.spem_gate import fused_gate_runs_on, fused_spem_gate
 
 
 class SPEM(nn.Module):
@@ -42,11 +44,22 @@ class SPEM(nn.Module):
         self.reweight_bias = nn.Parameter(torch.full(shape, -1.0))
         self.excite_weight = nn.Parameter(torch.zeros(shape))
         self.excite_bias = nn.Parameter(torch.full(shape, -1.0))
+        # the fused op computes the reference gate over the paper's p0^2 / |p|^2 max/min mix
+        pool = self.pool
+        self.fusable = (
+            type(self).combine_branches is SPEM.combine_branches
+            and isinstance(pool, LearnedMixPool)
+            and pool.pools is None
+            and pool.parameterization == "square"
+        )
 
     def combine_branches(self, summed: Tensor, mixed: Tensor) -> Tensor:
         return torch.sigmoid(summed) * torch.sigmoid(mixed)
 
     def gate(self, x: Tensor) -> Tensor:
+        if self.fusable and fused_gate_runs_on(x) and not standard_ops_only():
+            params = (self.reweight_weight, self.reweight_bias, self.excite_weight, self.excite_bias)
+            return fused_spem_gate(x, params, self.pool.p)  # 1. and 2. as one op (GPU eager)
         stats = self.pool.stats(x)  # 1. pool: 2 x B x C x 1 x 1 (max, min)
         # 2. excite; addcmul(b, w, s) = w * s + b in one op (the gate runs once per block per step)
         reweighted = torch.addcmul(self.reweight_bias, self.reweight_weight, stats)
