@@ -130,7 +130,8 @@ class PoolingMonitor(Callback):
             epoch, recorded as the validation forward computes them (validation must run); 0 turns gate
             summaries off.
         summary_every_n_epochs: epochs between two rounds of gate summaries, histograms and lam figure (a
-            round costs ~0.1 s); the learned values themselves are logged at every epoch end.
+            round costs ~0.15 s of CPU for a ResNet-164: see the README's benchmarks); the learned values
+            themselves are logged at every epoch end.
         histograms: ``stage`` (default) writes one histogram per stage of the gates and of each SPEM
             parameter (5 per stage at any depth), ``block`` one per block (5 per block: 270 for a
             ResNet-164), ``none`` none.
