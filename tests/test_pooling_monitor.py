@@ -191,22 +191,32 @@ def test_the_lam_figure_is_fixed_to_zero_and_one_in_every_epoch(tmp_path, monkey
     figures = []
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
-        figures.append(lam_figure(*args, **kwargs))
-        return figures[-1]
+        """Read the figure as drawn (the monitor clears it once it is rendered)."""
+        figure = lam_figure(*args, **kwargs)
+        depth_ax, heat_ax = figure.axes[:2]
+        (image,) = heat_ax.get_images()
+        figures.append(
+            {
+                "ylim": depth_ax.get_ylim(),
+                "clim": image.get_clim(),
+                "shape": image.get_array().shape,
+                "rows": [tick.get_text() for tick in heat_ax.get_yticklabels()],
+                "title": figure.get_suptitle(),
+            }
+        )
+        return figure
 
     lam_figure = monitor_module.lam_figure
     monkeypatch.setattr(monitor_module, "lam_figure", recorded)
     fit_tiny_run(tmp_path, epochs=3)
     assert len(figures) == 3
     for epoch, figure in enumerate(figures):
-        depth_ax, heat_ax = figure.axes[:2]
-        assert depth_ax.get_ylim() == (0.0, 1.0)
-        (image,) = heat_ax.get_images()
-        assert image.get_clim() == (0.0, 1.0)
-        assert image.get_array().shape == (len(BLOCKS), epoch + 1)
-        assert [tick.get_text() for tick in heat_ax.get_yticklabels()] == BLOCKS  # every block named
-        assert figure.get_suptitle().startswith("spem/version_0\n")  # the run's name
-        assert f"at epoch {epoch}," in figure.get_suptitle()
+        assert figure["ylim"] == (0.0, 1.0)
+        assert figure["clim"] == (0.0, 1.0)
+        assert figure["shape"] == (len(BLOCKS), epoch + 1)
+        assert figure["rows"] == BLOCKS  # every block named
+        assert figure["title"].startswith("spem/version_0\n")  # the run's name
+        assert f"at epoch {epoch}," in figure["title"]
 
 
 @pytest.mark.parametrize(("histograms", "count"), [("block", len(BLOCKS) * 5), ("none", 0)])
