@@ -177,6 +177,7 @@ class PoolingMonitor(Callback):
         self._writers: list[RunWriters] = []
         self._folder: str | None = None
         self._alpha = 0.0
+        self._references: dict[str, float] = {}
 
     @property
     def blocks(self) -> list[str]:
@@ -194,6 +195,8 @@ class PoolingMonitor(Callback):
                 f"but the model's learned pools are {self.blocks}"
             )
         self._every = self.log_every_n_steps or trainer.log_every_n_steps
+        widest = max(Counter(stage_of(block) for block, _ in self._valued).values(), default=0)
+        self._references = reference_runs(widest)
         self._folder = trainer.log_dir  # on every rank: it is a broadcast under DDP
         self._alpha = float(getattr(pl_module, "hparams", {}).get("pool_alpha", 0.0))
 
@@ -347,8 +350,7 @@ class PoolingMonitor(Callback):
         for (block, key), value in values.items():
             subruns.setdefault(block_run(block), {})[stage_tag(key, stage_of(block))] = value
         stages = {(key, stage_of(block)) for block, key in values if key in MIX_WEIGHTS}
-        widest = max(Counter(stage_of(block) for block, _ in self._valued).values(), default=0)
-        for reference, value in reference_runs(widest).items() if stages else ():
+        for reference, value in self._references.items() if stages else ():
             subruns[reference] = {stage_tag(key, stage): value for key, stage in stages}
         for writers in self._writers:
             writers.scalars(summaries, step)
