@@ -28,7 +28,7 @@ from tensorboard.backend.event_processing.plugin_event_accumulator import EventA
 from tensorboard.plugins.scalar.metadata import PLUGIN_NAME as SCALARS
 from tensorboard.util import tensor_util
 
-from spe_lightning.runs import EVAL, newest_run
+from spe_lightning.runs import EVAL, newest_run, run_label
 from spe_lightning.tags import BLOCK_RUNS, LAM, SUBRUN_FOLDERS, WATCH, stage_of
 
 TRAIN_LOSS_TAGS = ("train/loss_step", "train/loss")
@@ -83,9 +83,8 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The run as TensorBoard lists it, ``cifar_resnet164-spem-learned/version_1``
-        (the folder and its parent)."""
-        return f"{self.path.parent.name}/{self.path.name}" if self.path.parent.name else self.path.name
+        """The run as TensorBoard lists it, ``cifar_resnet164-spem-learned/version_1``."""
+        return run_label(self.path)
 
     def block_series(self, key: str) -> dict[str, Series]:
         """``key``'s series (``lam``, ``p_norm``, ...) per block name (``layer1.0``), in depth order.

@@ -32,7 +32,7 @@ from spe_lightning.grid import MANIFEST
 from spe_lightning.inspect_logs import Run as Logs
 from spe_lightning.inspect_logs import markdown_table, plot_lam_vs_depth, read_run, save_figure
 from spe_lightning.layers import default_pool
-from spe_lightning.runs import EVAL, Run, newest_run, versions
+from spe_lightning.runs import EVAL, Run, newest_run, run_label, versions
 
 ACC = "val/acc1"
 SETTINGS = ("dataset", "backbone", "depth", "attention", "pool")
@@ -190,7 +190,7 @@ def load_runs(*folders: str | Path) -> list[RunRecord]:
 def _name(run: Run, root: Path) -> str:
     """``se-avg-seed0/version_0`` below ``root``; a run given itself: ``<parent>/<folder>``."""
     if run.folder == root:
-        return f"{run.folder.parent.name}/{run.folder.name}"
+        return run_label(run.folder)
     return str(run.folder.relative_to(root))
 
 

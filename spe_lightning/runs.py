@@ -124,6 +124,11 @@ def newest_run(root: Path, with_checkpoint: bool = False) -> Run | None:
     return runs[-1] if runs else None
 
 
+def run_label(folder: Path) -> str:
+    """A run as TensorBoard lists it: ``quickstart/version_0`` (the folder and its parent)."""
+    return f"{folder.parent.name}/{folder.name}" if folder.parent.name else folder.name
+
+
 def next_folder(root: Path) -> Path:
     runs = versions(root)
     return root / f"{VERSION_PREFIX}{_number(runs[-1].folder) + 1 if runs else 0}"

@@ -41,7 +41,9 @@ from spe_lightning.layers.cbam import CBAM
 from spe_lightning.layers.pool import GlobalPool, LearnedMixPool
 from spe_lightning.layers.spem import SPEM
 from spe_lightning.models import NormAttention, learned_pools, valued_pools
+from spe_lightning.runs import run_label
 from spe_lightning.tags import (
+    LAM,
     LAM_OVERVIEW,
     SUMMARY_STATS,
     block_run,
@@ -178,6 +180,8 @@ class PoolingMonitor(Callback):
         self._folder: str | None = None
         self._alpha = 0.0
         self._references: dict[str, float] = {}
+        self._last_values: dict[tuple[str, str], float] = {}
+        """The values of the last logged step: an epoch end's lam history row reads them, no second copy."""
 
     @property
     def blocks(self) -> list[str]:
@@ -269,7 +273,7 @@ class PoolingMonitor(Callback):
         self._log_values(trainer)
         if self._pools:
             self.epochs.append(trainer.current_epoch)
-            self.lam_history.append(self._current_lams().tolist())
+            self.lam_history.append([self._last_values[(block, LAM)] for block in self.blocks])
         if not self._summarises(trainer):
             return
         tensors: dict[tuple[str, str], Tensor] = {(name, "gate"): gate for name, gate in gates.items()}
@@ -312,11 +316,6 @@ class PoolingMonitor(Callback):
         return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
     @torch.no_grad()
-    def _current_lams(self) -> Tensor:
-        """lam of every block, on the host: one stack on the device, one copy."""
-        return torch.stack([pool.lam for _, pool in self._pools]).cpu()
-
-    @torch.no_grad()
     def _log_values(self, trainer: Trainer) -> None:
         """Every pool's learned values and diagnostics (lam, |p|, dL/dlam, GeM's p, ...), one copy."""
         step = logging_step(trainer)
@@ -328,6 +327,7 @@ class PoolingMonitor(Callback):
             for key, value in {**pool.logged_values(), **pool.diagnostics(self._alpha)}.items()
         }
         values = {key: value.item() for key, value in _to_host(tensors).items()}
+        self._last_values = values
         keys = {key for _, pool in self._valued for key in pool.logged_values()}
         self._write_block_values(trainer, values, step, summaries=stage_summaries(values, keys))
         self._last_logged_step = step
@@ -374,7 +374,10 @@ class PoolingMonitor(Callback):
         if not (self._writers or self.save_figures):
             return
         figure = lam_figure(
-            self.blocks, self.epochs, np.array(self.lam_history), title=run_name(self._folder)
+            self.blocks,
+            self.epochs,
+            np.array(self.lam_history),
+            title=run_label(Path(self._folder or ".").absolute()),
         )
         png, size = figure_png(figure)
         figure.clear()  # breaks the figure's reference cycles now, not in a garbage collection mid-epoch
@@ -384,12 +387,6 @@ class PoolingMonitor(Callback):
             path = Path(self._folder) / FIGURES / f"epoch_{self.epochs[-1]:03d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
-
-
-def run_name(log_dir: str | None) -> str:
-    """``quickstart/version_0``: the run as TensorBoard lists it (the log folder's last two parts)."""
-    folder = Path(log_dir or ".").absolute()
-    return f"{folder.parent.name}/{folder.name}"
 
 
 def logging_step(trainer: Trainer) -> int:
