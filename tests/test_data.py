@@ -25,7 +25,13 @@ from spe_lightning.data import (
 )
 from spe_lightning.data.cifar import CIFAR_MEAN, CIFAR_STD
 from spe_lightning.data.digits import DIGITS_MEAN, DIGITS_STD
-from spe_lightning.data.resumable import ResumableDataLoader, ResumableSampler
+from spe_lightning.data.resumable import (
+    ResumableDataLoader,
+    ResumableSampler,
+    SampleKey,
+    SeededSamples,
+    augmentation_seeds,
+)
 from spe_lightning.errors import InputError
 
 
@@ -193,6 +199,46 @@ def test_loader_settings(cifar10: FakeCIFAR) -> None:
     assert isinstance(val.sampler, torch.utils.data.SequentialSampler)
 
 
+def test_default_workers_follow_the_cores_per_device(cifar10: FakeCIFAR, monkeypatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    dm = cifar(cifar10, num_workers=None, drop_last=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.train_dataloader().num_workers == 15  # one core left to the main process
+    assert dm.train_dataloader().drop_last and not dm.val_dataloader().drop_last
+    dm.trainer = Trainer(accelerator="cpu", devices=4, strategy="ddp", logger=False)  # four ranks on the node
+    assert dm.workers() == 3 and dm.val_dataloader().num_workers == 3
+    assert CIFAR10DataModule().num_workers is None and DigitsDataModule().num_workers == 0
+
+
+def augmented_epoch(dataset, workers: int, epoch: int, skip: int = 0) -> torch.Tensor:
+    loader = ResumableDataLoader(dataset, seed=3, batch_size=8, num_workers=workers)
+    if skip:
+        loader.load_state_dict({"seed": 3, "epoch": epoch, "batches": skip})
+    loader.sampler.set_epoch(epoch)
+    return torch.cat([images for images, _ in loader])
+
+
+def test_augmentation_is_the_same_with_any_worker_count_and_after_a_resume(cifar10: FakeCIFAR) -> None:
+    dm = cifar(cifar10)
+    dm.prepare_data()
+    dm.setup("fit")
+    torch.manual_seed(0)
+    main_rng = torch.get_rng_state()
+    serial = augmented_epoch(dm.train_set, workers=0, epoch=1)
+    assert torch.equal(torch.get_rng_state(), main_rng)  # loading drew nothing from the main process's RNG
+    assert torch.equal(augmented_epoch(dm.train_set, workers=2, epoch=1), serial)
+    assert torch.equal(augmented_epoch(dm.train_set, workers=2, epoch=1, skip=2), serial[16:])
+    assert not torch.equal(augmented_epoch(dm.train_set, workers=0, epoch=2), serial)
+    # one image, one seed: one augmentation; the seeds of an image differ between epochs
+    seeded = SeededSamples(dm.train_set)
+    assert torch.equal(seeded[SampleKey(0, 7)][0], seeded[SampleKey(0, 7)][0])
+    crops = {seeded[SampleKey(0, seed)][0].numpy().tobytes() for seed in range(8)}
+    assert len(crops) >= 4  # of 162 crop offsets x flips, 8 seeds land on a few
+    assert augmentation_seeds(3, 1, 4).tolist() != augmentation_seeds(3, 2, 4).tolist()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -200,7 +246,7 @@ def test_loader_settings(cifar10: FakeCIFAR) -> None:
         ({"val_split": -0.1}, r"val_split must be in \[0, 1\)"),
         ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
         ({"eval_batch_size": -1}, "eval_batch_size must be a positive integer"),
-        ({"num_workers": -1}, "num_workers must be >= 0, got -1"),
+        ({"num_workers": -1}, r"num_workers must be >= 0 or null \(from the cores\), got -1"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:

@@ -35,8 +35,8 @@ class RandomState(Callback):
 
     The states are restored while Lightning restores callbacks, before the training loop builds its
     iterator; nothing in between draws from the global RNGs (the sanity check runs under ``isolate_rng``
-    and :class:`~spe_lightning.data.resumable.ResumableDataLoader` seeds its workers from its own
-    generator), so the first resumed batch sees the RNG exactly as the uninterrupted run did.
+    and :class:`~spe_lightning.data.resumable.ResumableDataLoader` seeds every sample and its workers
+    from its own seed), so the first resumed batch sees the RNG exactly as the uninterrupted run did.
     Under DDP rank 0's states are saved and restored on every rank: with ``seed_everything`` all ranks
     share one seed, and so one RNG stream, anyway.
     """

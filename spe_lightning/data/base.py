@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
+from lightning.fabric.utilities.data import suggested_max_num_workers
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, random_split
@@ -59,12 +60,18 @@ class ImageDataModule(LightningDataModule, ABC):
     Args:
         batch_size: training batch size.
         eval_batch_size: batch size of the validation, test and predict loaders.
-        num_workers: DataLoader worker processes (kept alive between epochs when > 0).
+        num_workers: DataLoader worker processes (kept alive between epochs when > 0); None (default) takes
+            Lightning's suggestion for the machine, the CPU cores this process may use divided by the
+            processes on this node, less one for the main process. Each sample's augmentation is seeded by
+            itself, so the count changes speed only, never which images a run trains on.
         val_split: fraction of the training split held out for validation with a seeded ``random_split``;
             0 validates on the test split, as the reference recipe does.
         seed: seed of the validation split.
         pin_memory: pin host memory in the loaders; None (default) pins when training on a GPU, where it lets
             the copy to the device run asynchronously.
+        drop_last: drop the last partial training batch. The reference recipe keeps it (False, the
+            default); torch.compile wants fixed shapes, and a partial batch costs it one more graph (with
+            dynamic batch size) per run.
         predict_path: image file or folder of images to predict; ``None`` predicts the test split.
 
     Subclasses set ``num_classes``, ``image_size``, ``train_transform``, ``eval_transform`` and
@@ -94,10 +101,11 @@ class ImageDataModule(LightningDataModule, ABC):
         self,
         batch_size: int = 128,
         eval_batch_size: int = 100,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         val_split: float = 0.0,
         seed: int = 42,
         pin_memory: bool | None = None,
+        drop_last: bool = False,
         predict_path: str | None = None,
     ) -> None:
         super().__init__()
@@ -107,8 +115,8 @@ class ImageDataModule(LightningDataModule, ABC):
         self.save_hyperparameters(logger=False)
         _check_positive("batch_size", batch_size)
         _check_positive("eval_batch_size", eval_batch_size)
-        if num_workers < 0:
-            raise InputError(f"num_workers must be >= 0, got {num_workers}")
+        if num_workers is not None and num_workers < 0:
+            raise InputError(f"num_workers must be >= 0 or null (from the cores), got {num_workers}")
         if not 0.0 <= val_split < 1.0:
             raise InputError(f"val_split must be in [0, 1), got {val_split}")
         self.batch_size = batch_size
@@ -117,6 +125,7 @@ class ImageDataModule(LightningDataModule, ABC):
         self.val_split = val_split
         self.seed = seed
         self.pin_memory = pin_memory
+        self.drop_last = drop_last
         self.predict_path = predict_path
         self.classes: list[str] | None = None
         self.train_set: Dataset | None = None
@@ -180,6 +189,12 @@ class ImageDataModule(LightningDataModule, ABC):
         kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs) if kwargs else None
 
+    def workers(self) -> int:
+        """Worker processes per loader: ``num_workers``, or Lightning's suggestion for this node."""
+        if self.num_workers is not None:
+            return self.num_workers
+        return suggested_max_num_workers(self.trainer.num_devices if self.trainer is not None else 1)
+
     def pins_memory(self) -> bool:
         if self.pin_memory is not None:
             return self.pin_memory
@@ -188,15 +203,15 @@ class ImageDataModule(LightningDataModule, ABC):
     def _loader(self, dataset: Dataset | None, name: str, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before {name}_dataloader()")
+        workers = self.workers()
         kwargs = {
             "batch_size": batch_size,
-            "num_workers": self.num_workers,
+            "num_workers": workers,
             "pin_memory": self.pins_memory(),
-            "persistent_workers": self.num_workers > 0,
-            "drop_last": False,
+            "persistent_workers": workers > 0,
         }
         if shuffle:  # keeps its place in the epoch in checkpoints: exact mid-epoch resume
-            return ResumableDataLoader(dataset, **kwargs)
+            return ResumableDataLoader(dataset, drop_last=self.drop_last, **kwargs)
         return DataLoader(dataset, sampler=self._eval_sampler(dataset), **kwargs)
 
     def train_dataloader(self) -> DataLoader:

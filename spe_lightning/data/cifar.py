@@ -44,8 +44,6 @@ class CIFAR10DataModule(ImageDataModule):
         device_pipeline: keep the training images on the accelerator and augment whole batches there
             (:class:`~spe_lightning.data.device_pipeline.DeviceAugmentedLoader`: the same augmentation
             distribution, no worker processes); the GPU configs turn it on.
-        drop_last: with ``device_pipeline``, drop the partial last batch (fixed shapes for torch.compile);
-            the reference recipe keeps it.
         **kwargs: the shared loader/split arguments of :class:`ImageDataModule`.
 
     Train: RandomCrop(32, padding=4) + horizontal flip + normalise; eval: normalise only. Predict images
@@ -62,14 +60,12 @@ class CIFAR10DataModule(ImageDataModule):
         data_dir: str = "data",
         download: bool = False,
         device_pipeline: bool = False,
-        drop_last: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.data_dir = data_dir
         self.download = download
         self.device_pipeline = device_pipeline
-        self.drop_last = drop_last
         normalize = to_normalized_tensor(CIFAR_MEAN, CIFAR_STD)
         self.train_transform = v2.Compose(
             [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *normalize]

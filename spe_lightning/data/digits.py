@@ -29,7 +29,7 @@ class DigitsDataModule(ImageDataModule):
         image_size: side of the square network input (e.g. 16 or 32).
         in_chans: channels of the network input, 3 (replicated gray) or 1.
         test_split: fraction of the data held out as test split with ``seed``.
-        batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path: as in
+        batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, drop_last, predict_path: as in
             :class:`ImageDataModule`; ``num_workers`` defaults to 0 because the data is a small in-memory
             tensor and worker start-up would cost more than it saves.
 
@@ -47,13 +47,18 @@ class DigitsDataModule(ImageDataModule):
         test_split: float = 0.15,
         batch_size: int = 64,
         eval_batch_size: int = 256,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         val_split: float = 0.15,
         seed: int = 42,
         pin_memory: bool | None = None,
+        drop_last: bool = False,
         predict_path: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, val_split, seed, pin_memory, predict_path)
+        super().__init__(
+            batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            val_split=val_split, seed=seed, pin_memory=pin_memory, drop_last=drop_last,
+            predict_path=predict_path,
+        )  # fmt: skip
         if image_size < 8:
             raise InputError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
         if in_chans not in (1, 3):

@@ -5,16 +5,64 @@ hands it back through ``load_state_dict()`` when a run resumes mid-epoch. A plai
 state, so a resumed epoch restarts with a fresh permutation: some samples are seen twice, others never.
 Here the permutation is a function of (seed, epoch) and the state is (seed, epoch, batches handed out), so
 a resumed run continues the same permutation exactly where the checkpoint was taken.
+
+Each sample's augmentation is seeded too, from (seed, epoch, sample index): the images a run trains on do
+not depend on how many worker processes load them (a default that follows the machine's cores), on which
+worker a batch lands, on the number of ranks, or on where a run was resumed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class SampleKey(NamedTuple):
+    """What the sampler hands the dataset: a sample's index and the seed of its augmentation."""
+
+    index: int
+    seed: int
+
+
+def augmentation_seeds(seed: int, epoch: int, n: int) -> np.ndarray:
+    """One independent 64-bit seed per sample index of ``epoch`` (NumPy's SeedSequence hashes the pair)."""
+    return np.random.SeedSequence([seed, epoch]).generate_state(n, np.uint64)
+
+
+@contextmanager
+def seeded_torch_rng(seed: int) -> Iterator[None]:
+    """Draw from torch's CPU RNG seeded with ``seed``, then put its state back.
+
+    torchvision's random transforms draw from the global CPU generator; restoring it keeps the main
+    process's stream (what a loader without workers shares with the model) where it was.
+    """
+    generator = torch.default_generator
+    state = generator.get_state()
+    generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        generator.set_state(state)
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` computed under its :class:`SampleKey`'s seed (torch's RNG; not ``random``/NumPy)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey) -> Any:
+        with seeded_torch_rng(key.seed):
+            return self.dataset[key.index]
 
 
 class ResumableSampler(DistributedSampler):
@@ -36,10 +84,11 @@ class ResumableSampler(DistributedSampler):
         self.start = 0
         """Samples of this rank's share to skip in the next iteration only."""
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[SampleKey]:
         indices = list(super().__iter__())[self.start :]
         self.start = 0
-        return iter(indices)
+        seeds = augmentation_seeds(self.seed, self.epoch, len(self.dataset)).tolist()
+        return iter([SampleKey(index, seeds[index]) for index in indices])
 
 
 class ResumableDataLoader(DataLoader):
@@ -52,17 +101,15 @@ class ResumableDataLoader(DataLoader):
         **kwargs: other ``DataLoader`` arguments (``batch_size``, ``num_workers``, ...), except the sampler
             options this class sets.
 
-    Worker processes are seeded per epoch from the same seed rather than from the global RNG, so the
-    global RNG (which augmentations in the main process draw from) advances exactly as in an uninterrupted
-    run. With ``num_workers > 0`` augmentations drawn inside workers after a mid-epoch resume differ from
-    the uninterrupted run's; the sample order does not.
+    Every sample is loaded under its own seed (:class:`SeededSamples`), so its augmentation is the same
+    with any ``num_workers`` and after a mid-epoch resume, and loading draws nothing from the main
+    process's global RNG. ``loader.dataset`` is that wrapper; ``loader.dataset.dataset`` the given one.
     """
 
     def __init__(self, dataset: Dataset, seed: int | None = None, **kwargs: Any) -> None:
         seed = torch.initial_seed() % 2**63 if seed is None else seed
-        super().__init__(
-            dataset, sampler=ResumableSampler(dataset, seed), generator=torch.Generator(), **kwargs
-        )
+        sampler = ResumableSampler(dataset, seed)
+        super().__init__(SeededSamples(dataset), sampler=sampler, generator=torch.Generator(), **kwargs)
         self._batches = 0
         self._resume: tuple[int, int] | None = None  # (epoch, batches) from a checkpoint, used once
 
@@ -73,7 +120,7 @@ class ResumableDataLoader(DataLoader):
         epoch, batches = self._resume or (sampler.epoch, 0)
         self._resume = None
         self._batches = batches if epoch == sampler.epoch else 0
-        self.generator.manual_seed(sampler.seed + sampler.epoch)
+        self.generator.manual_seed(sampler.seed + sampler.epoch)  # workers' base seed, not the global RNG's
         sampler.start = self._batches * self.batch_size
         for batch in super().__iter__():
             self._batches += 1
