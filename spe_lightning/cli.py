@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
+from spe_lightning.accelerate import evaluates_in_inference_mode
 from spe_lightning.callbacks.config_hparams import ConfigHParams
 from spe_lightning.callbacks.cpu_threads import CPUThreads
 from spe_lightning.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
@@ -228,6 +229,7 @@ class SPECLI(LightningCLI):
         config = self.config[subcommand]
         name_unnamed_runs(config)
         check_config(config)
+        config.trainer.inference_mode &= evaluates_in_inference_mode(config.model.compile)
         self.plan = plan_run(config, subcommand)
         self.plan.apply(config)
         if self.plan.resumes_in_place:  # keep the config the run started with; save this one beside it

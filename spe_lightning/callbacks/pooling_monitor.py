@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -175,7 +176,7 @@ class PoolingMonitor(Callback):
         self._every = 1
         self._last_logged_step = -1
         self._epoch_gates: dict[str, Tensor] = {}
-        self._hooks: list[Any] = []
+        self._recording = ExitStack()  # the recorded batch's forward hooks and eager stance
         self._writers: list[RunWriters] = []
         self._folder: str | None = None
         self._alpha = 0.0
@@ -227,7 +228,12 @@ class PoolingMonitor(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """On the first batch of a summary epoch's validation: record the gates that forward computes."""
+        """On the first batch of a summary epoch's validation: record the gates that forward computes.
+
+        A compiled network runs that one batch eagerly (``torch.compiler.set_stance("force_eager")``):
+        torch.compile does not guard on module hooks, so hooks added after it compiled would never run,
+        and guarding on them would cost a compile of its own.
+        """
         first = batch_idx == 0 and dataloader_idx == 0 and not trainer.sanity_checking
         if (
             first
@@ -236,9 +242,9 @@ class PoolingMonitor(Callback):
             and trainer.is_global_zero
             and self._summarises(trainer)
         ):
-            self._hooks = [
-                module.register_forward_hook(partial(self._record, name)) for name, module in self._gates
-            ]
+            for name, module in self._gates:
+                self._recording.callback(module.register_forward_hook(partial(self._record, name)).remove)
+            self._recording.enter_context(torch.compiler.set_stance("force_eager"))
 
     def on_validation_batch_end(
         self,
@@ -249,17 +255,12 @@ class PoolingMonitor(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._remove_hooks()
+        self._recording.close()
 
     def _record(self, name: str, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
         """The block's gates on the batch's first ``num_gate_images`` images (eval mode and the run's
         precision, as validation runs): the validation forward is the one pass, nothing runs twice."""
         self._epoch_gates[name] = module.gate(args[0][: self.num_gate_images]).detach()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
 
     def _summarises(self, trainer: Trainer) -> bool:
         return (trainer.current_epoch + 1) % self.summary_every_n_epochs == 0
@@ -298,7 +299,7 @@ class PoolingMonitor(Callback):
             self._write_figure(step)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._remove_hooks()
+        self._recording.close()
         for writers in self._writers:
             writers.close()
         self._writers = []
