@@ -9,7 +9,8 @@ eager and compiled images/s (compile time apart: the first compiled steps), the 
 time of an eager step (host time is what the Python side takes to issue it; a step whose host time is
 near its GPU time is launch-bound), and per eager step the kernels (CUDA kernels; on CPU, dispatched aten
 ops) and the host syncs (``aten::_local_scalar_dense`` calls) the profiler records. Then the training
-loader's images/s: DataLoader workers against the device pipeline.
+loader's images/s: DataLoader workers (none, and the datamodules' default for one device) against the
+device pipeline.
 
 argparse, not the CLI: the GPU machines have no jsonargparse.
 """
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from lightning.fabric.utilities.data import suggested_max_num_workers
 from torch.profiler import ProfilerActivity, profile
 
 from spe_lightning.benchmarks.loader import compare_loaders
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             f"{attention:<6} {eager}; {kernels} kernels, {syncs} host syncs per step{compiled_text}",
             flush=True,
         )
-    workers = [0, max(1, (torch.get_num_threads() or 2) // 2)]
+    workers = [0, suggested_max_num_workers(1)]  # the datamodules' default on one device
     results["loader"] = compare_loaders(args.images, workers, rounds=1, batch_size=args.batch_size)
     return results
 
