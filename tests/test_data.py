@@ -561,6 +561,30 @@ def test_trainer_drives_fit_test_and_predict(tmp_path: Path) -> None:
     assert not rest and predictions.shape == (3,) and list(names) == [str(p) for p in paths]
 
 
+def test_overfit_batches_reads_the_first_batches_in_order_every_epoch(tmp_path: Path) -> None:
+    dm = DigitsDataModule(image_size=8, in_chans=1, batch_size=16)
+    seen: list[torch.Tensor] = []
+
+    class Record(_Linear):
+        def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+            seen.append(batch[1])
+            return super().training_step(batch, batch_idx)
+
+    trainer = Trainer(
+        accelerator="cpu", max_epochs=2, overfit_batches=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(Record(8 * 8, dm.num_classes), datamodule=dm)
+    targets = torch.stack([dm.train_set[i][1] for i in range(32)])
+    assert (
+        len(seen) == 4
+        and torch.equal(torch.cat(seen[:2]), targets)
+        and torch.equal(torch.cat(seen[2:]), targets)
+    )
+    with pytest.raises(ValueError, match="makes its own sampler; got RandomSampler"):
+        ResumableDataLoader(dm.train_set, sampler=torch.utils.data.RandomSampler(dm.train_set))
+
+
 def test_an_image_that_fails_to_decode_in_a_worker_is_named_in_one_line(tmp_path, monkeypatch, capsys):
     """A truncated JPEG passes the header check (PIL's verify reads no JPEG data), fails when decoded in a
     DataLoader worker, and still ends the run with one line naming the file, not the worker's traceback."""

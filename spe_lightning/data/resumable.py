@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 
 class SampleKey(NamedTuple):
@@ -106,10 +106,19 @@ class ResumableDataLoader(DataLoader):
     process's global RNG. ``loader.dataset`` is that wrapper; ``loader.dataset.dataset`` the given one.
     """
 
-    def __init__(self, dataset: Dataset, seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, dataset: Dataset, seed: int | None = None, sampler: Sampler | None = None, **kwargs: Any
+    ) -> None:
         seed = torch.initial_seed() % 2**63 if seed is None else seed
-        sampler = ResumableSampler(dataset, seed)
-        super().__init__(SeededSamples(dataset), sampler=sampler, generator=torch.Generator(), **kwargs)
+        # Lightning rebuilds the loader with a SequentialSampler to overfit (``trainer.overfit_batches``):
+        # the same epochs and seeds, in order
+        if sampler is not None and not isinstance(sampler, SequentialSampler):
+            raise ValueError(
+                f"ResumableDataLoader makes its own sampler; got {type(sampler).__name__}, and only "
+                "SequentialSampler (no shuffling) is allowed"
+            )
+        own = ResumableSampler(dataset, seed, shuffle=sampler is None)
+        super().__init__(SeededSamples(dataset), sampler=own, generator=torch.Generator(), **kwargs)
         self._batches = 0
         self._resume: tuple[int, int] | None = None  # (epoch, batches) from a checkpoint, used once
 
