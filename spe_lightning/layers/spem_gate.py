@@ -93,22 +93,9 @@ def spem_pool_gate_backward(
 
 
 @spem_pool_gate_backward.register_fake
-def _(
-    grad: Tensor,
-    x: Tensor,
-    stats: Tensor,
-    index: Tensor,
-    w_rew: Tensor,
-    b_rew: Tensor,
-    w_exc: Tensor,
-    b_exc: Tensor,
-    p: Tensor,
-) -> Grads:
-    return (
-        torch.empty_like(x),
-        *(torch.empty_like(w) for w in (w_rew, b_rew, w_exc, b_exc)),
-        torch.empty_like(p),
-    )
+def _(grad: Tensor, x: Tensor, stats: Tensor, index: Tensor, *params: Tensor) -> Grads:
+    # the op's signature above; params: the four SPEM parameters, then p
+    return torch.empty_like(x), *(torch.empty_like(param) for param in params)
 
 
 def _setup_context(ctx, inputs: tuple[Tensor, ...], output: Outputs) -> None:
