@@ -1,91 +1,18 @@
-"""Shared fixtures. Data: tiny CIFAR archives in the real on-disk format, image folders, no network."""
+"""Fixtures every test folder shares: tiny CIFAR archives in the real on-disk format, no network.
+
+Nothing here imports Lightning at load time: Lightning keeps its log records to itself (``propagate=False``)
+when it is imported before pytest's log capture is set up, and tests read those records with ``caplog``.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import pickle
-import tarfile
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-@dataclass
-class FakeCIFAR:
-    """A tiny CIFAR archive in ``root`` and the images/labels it holds (HWC uint8, as torchvision yields)."""
-
-    root: Path
-    folder: Path
-    archive: Path
-    train_images: np.ndarray
-    train_labels: list[int]
-    test_images: np.ndarray
-    test_labels: list[int]
-
-
-def _batch(rng: np.random.Generator, n: int, num_classes: int, label_key: str) -> dict:
-    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)  # planar RGB rows, as the real files
-    labels = [int(v) for v in rng.integers(0, num_classes, size=n)]
-    batch = {"data": data, label_key: labels, "filenames": [f"img_{i}.png" for i in range(n)]}
-    if label_key == "fine_labels":
-        batch["coarse_labels"] = [label // 5 for label in labels]
-    return batch
-
-
-def _hwc(batches: list[dict]) -> np.ndarray:
-    return np.vstack([b["data"] for b in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-
-
-def write_cifar(
-    root: Path, dataset_cls: type[CIFAR10], monkeypatch: pytest.MonkeyPatch, per_file: int = 8
-) -> FakeCIFAR:
-    """Write ``dataset_cls``'s files with ``per_file`` random images each, pack the real archive name and
-    point the class's MD5 checksums at the fake files, so torchvision's own checks and extraction run."""
-    rng = np.random.default_rng(0)
-    cifar100 = issubclass(dataset_cls, CIFAR100)
-    num_classes, label_key = (100, "fine_labels") if cifar100 else (10, "labels")
-    staging = root.parent / f"{root.name}_staging"
-    folder = staging / dataset_cls.base_folder
-    folder.mkdir(parents=True)
-    batches = {name: _batch(rng, per_file, num_classes, label_key) for name, _ in dataset_cls.train_list}
-    batches.update({name: _batch(rng, per_file, num_classes, label_key) for name, _ in dataset_cls.test_list})
-    names = [f"class_{i}" for i in range(num_classes)]
-    meta = (
-        {"fine_label_names": names, "coarse_label_names": names[:20]} if cifar100 else {"label_names": names}
-    )
-    for name, content in [*batches.items(), (dataset_cls.meta["filename"], meta)]:
-        (folder / name).write_bytes(pickle.dumps(content))
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / dataset_cls.filename
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=dataset_cls.base_folder)
-    monkeypatch.setattr(dataset_cls, "tgz_md5", md5(archive))
-    for attr in ("train_list", "test_list"):
-        files = [[name, md5(folder / name)] for name, _ in getattr(dataset_cls, attr)]
-        monkeypatch.setattr(dataset_cls, attr, files)
-    monkeypatch.setattr(
-        dataset_cls, "meta", {**dataset_cls.meta, "md5": md5(folder / dataset_cls.meta["filename"])}
-    )
-    train = [batches[name] for name, _ in dataset_cls.train_list]
-    test = [batches[name] for name, _ in dataset_cls.test_list]
-    return FakeCIFAR(
-        root=root,
-        folder=root / dataset_cls.base_folder,
-        archive=archive,
-        train_images=_hwc(train),
-        train_labels=[label for b in train for label in b[label_key]],
-        test_images=_hwc(test),
-        test_labels=[label for b in test for label in b[label_key]],
-    )
+from spe_lightning.kernels.cpu_max_min import cpu_max_min
 
 
 @pytest.fixture
@@ -100,39 +27,24 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> FakeCIFAR:
+def cifar10(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None):
     """A fake ``cifar-10-python.tar.gz`` (40 train, 8 test images) in ``tmp_path/data``, not extracted."""
+    from helpers.data import write_cifar
+
     return write_cifar(tmp_path / "data", CIFAR10, monkeypatch)
 
 
 @pytest.fixture
-def cifar100(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> FakeCIFAR:
+def cifar100(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None):
     """A fake ``cifar-100-python.tar.gz`` (8 train, 8 test images) in ``tmp_path/data``, not extracted."""
+    from helpers.data import write_cifar
+
     return write_cifar(tmp_path / "data", CIFAR100, monkeypatch)
 
 
-def write_images(folder: Path, count: int, size: tuple[int, int] = (20, 24), mode: str = "RGB") -> list[Path]:
-    """``count`` random PNG images of PIL ``mode`` and ``size`` (width, height) in ``folder``."""
-    rng = np.random.default_rng(len(str(folder)))
-    folder.mkdir(parents=True, exist_ok=True)
-    channels = len(Image.new(mode, (1, 1)).getbands())  # L, RGB or RGBA (what fromarray infers)
-    paths = []
-    for i in range(count):
-        pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
-        path = folder / f"img_{i:02d}.png"
-        Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(path)
-        paths.append(path)
-    return paths
-
-
-def write_image_folder(
-    root: Path,
-    classes: tuple[str, ...] = ("cat", "dog"),
-    splits: tuple[str, ...] = ("train", "val"),
-    count: int = 3,
-) -> Path:
-    """An ImageNet-style tree ``root/<split>/<class>/img_XX.png`` with ``count`` RGB images per class."""
-    for split in splits:
-        for name in classes:
-            write_images(root / split / name, count)
-    return root
+@pytest.fixture
+def fresh_switch():
+    """Re-read SPE_LIGHTNING_CPU_KERNEL in the test, and leave the process's choice as it was after."""
+    cpu_max_min.cache_clear()
+    yield
+    cpu_max_min.cache_clear()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers.runs import fit_tiny_run
 from nbclient import NotebookClient
-from test_pooling_monitor import fit_tiny_run
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+pytestmark = pytest.mark.slow  # a Jupyter kernel per notebook
 
 
 def execute(name: str) -> nbformat.NotebookNode:

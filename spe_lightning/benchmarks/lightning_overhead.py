@@ -32,10 +32,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spe_lightning.callbacks import PoolingMonitor
-from spe_lightning.classifier import PAPER_SGD, ImageClassifier
 from spe_lightning.data import DigitsDataModule
 from spe_lightning.models import pooling_regularization
+from spe_lightning.training.callbacks import PoolingMonitor
+from spe_lightning.training.classifier import ImageClassifier
+from spe_lightning.training.recipe import paper_sgd
 
 
 class EpochTimer(L.Callback):
@@ -61,7 +62,7 @@ def plain_epochs(
 ) -> list[float]:
     """The hand-written loop a user would otherwise write: forward, loss, backward, step."""
     net = model.net.train()
-    opt = torch.optim.SGD(net.parameters(), **PAPER_SGD)
+    opt = paper_sgd(net)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -99,7 +100,7 @@ def lightning_epochs(
         num_sanity_val_steps=0,
         callbacks=[*callbacks, timer],
     )
-    model.configure_optimizers = lambda: torch.optim.SGD(model.parameters(), **PAPER_SGD)
+    model.configure_optimizers = lambda: paper_sgd(model)
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=val_loader)
     return timer.times
 

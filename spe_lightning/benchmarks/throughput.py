@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric
 
-from spe_lightning.accelerate import CompileOption, prepare_network, to_memory_format
-from spe_lightning.classifier import PAPER_SGD
 from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
+from spe_lightning.training.recipe import paper_sgd
+from spe_lightning.training.speed import CompileOption, prepare_network, to_memory_format
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 BASELINE = ("32", False, False)
@@ -63,7 +63,7 @@ def train_step(
     prepare_network(net, channels_last=channels_last, compile=compiled)
     params = pooling_parameters(net)
     fabric = Fabric(accelerator=device, devices=1, precision=precision)
-    model, optimizer = fabric.setup(net, torch.optim.SGD(net.parameters(), **PAPER_SGD))
+    model, optimizer = fabric.setup(net, paper_sgd(net))
     x = to_memory_format(fabric.to_device(x), channels_last)
     y = fabric.to_device(y)
 

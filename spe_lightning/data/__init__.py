@@ -3,8 +3,8 @@
 from spe_lightning.data.base import ImageDataModule, TransformedSubset
 from spe_lightning.data.cifar import CIFAR10DataModule, CIFAR100DataModule
 from spe_lightning.data.digits import DigitsDataModule
+from spe_lightning.data.image_files import ImageFileDataset
 from spe_lightning.data.image_folder import ImageFolderDataModule
-from spe_lightning.data.predict import ImageFileDataset
 
 __all__ = [
     "CIFAR10DataModule",

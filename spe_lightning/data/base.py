@@ -17,9 +17,10 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler, random_split
 from torchvision.transforms import v2
 
-from spe_lightning.data.predict import ImageFileDataset
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.validation import check_fraction, check_int
+from spe_lightning.data.image_files import ImageFileDataset
 from spe_lightning.data.resumable import ResumableDataLoader
-from spe_lightning.errors import InputError
 
 Split = Literal["train", "val", "test"]
 
@@ -49,9 +50,18 @@ def to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Ca
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
-def _check_positive(name: str, value: int) -> None:
-    if value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value}")
+def seeded_split(n: int, fraction: float, seed: int, name: str = "val_split") -> tuple[list[int], list[int]]:
+    """Indices ``(kept, held out)`` over ``range(n)``, ``round(fraction * n)`` held out, drawn with ``seed``:
+    same seed, same split. ``name`` is the option the fraction came from (it names a bad one)."""
+    held_out = round(fraction * n)
+    if not 0 < held_out < n:
+        raise InputError(
+            f"{name}={fraction} puts {held_out} of {n} samples aside; choose a fraction that leaves at least "
+            "one sample on each side"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    kept, held = random_split(range(n), [n - held_out, held_out], generator=generator)
+    return list(kept), list(held)
 
 
 class ImageDataModule(LightningDataModule, ABC):
@@ -113,12 +123,10 @@ class ImageDataModule(LightningDataModule, ABC):
         # (``datamodule_hyper_parameters``); not merged into the logger's hparams.yaml, which stays the
         # model's (what rebuilds it); TensorBoard's HParams view shows them from the CLI's config
         self.save_hyperparameters(logger=False)
-        _check_positive("batch_size", batch_size)
-        _check_positive("eval_batch_size", eval_batch_size)
-        if num_workers is not None and num_workers < 0:
-            raise InputError(f"num_workers must be >= 0 or null (from the cores), got {num_workers}")
-        if not 0.0 <= val_split < 1.0:
-            raise InputError(f"val_split must be in [0, 1), got {val_split}")
+        check_int("batch_size", batch_size)
+        check_int("eval_batch_size", eval_batch_size)
+        check_int("num_workers", num_workers, minimum=0, allow_none=True, hint=" (null: from the cores)")
+        check_fraction("val_split", val_split)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -147,15 +155,7 @@ class ImageDataModule(LightningDataModule, ABC):
 
     def split_indices(self, n: int) -> tuple[list[int], list[int]]:
         """Seeded (train, val) indices over ``range(n)`` for ``val_split``; same seed, same split."""
-        n_val = round(self.val_split * n)
-        if not 0 < n_val < n:
-            raise InputError(
-                f"val_split={self.val_split} puts {n_val} of {n} training samples in validation; "
-                "choose a fraction that leaves at least one sample on each side"
-            )
-        generator = torch.Generator().manual_seed(self.seed)
-        train, val = random_split(range(n), [n - n_val, n_val], generator=generator)
-        return list(train), list(val)
+        return seeded_split(n, self.val_split, self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets ``stage`` needs (all of them for ``None``); repeated calls reuse them."""

@@ -12,17 +12,13 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 from torchvision.transforms import v2
 
+from spe_lightning.core.errors import InputError, MissingInput, summarize
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
 from spe_lightning.data.device_pipeline import DeviceAugmentedLoader
-from spe_lightning.errors import InputError, MissingInput
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 HINT = "set download: true (--data.download=true) to fetch it"
-
-
-def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def _unpickle_error(path: Path) -> str | None:
@@ -30,7 +26,7 @@ def _unpickle_error(path: Path) -> str | None:
         with open(path, "rb") as file:
             pickle.load(file, encoding="latin1")
     except Exception as err:
-        return _one_line(err)
+        return summarize(err, with_type=True)
     return None
 
 
@@ -103,15 +99,15 @@ class CIFAR10DataModule(ImageDataModule):
         except Exception as err:
             found = f"{archive} failed its MD5 check (corrupt or truncated) and " if stale else ""
             raise InputError(
-                f"{found}downloading {cls.url} to {archive} failed ({_one_line(err)}); "
+                f"{found}downloading {cls.url} to {archive} failed ({summarize(err, with_type=True)}); "
                 f"without network, place {cls.filename} or the extracted {cls.base_folder}/ in {self.root}"
             ) from err
         try:
             extract_archive(archive, self.root)
         except Exception as err:
             raise InputError(
-                f"cannot extract {archive}, it is corrupt or truncated ({_one_line(err)}); delete it and "
-                "download again"
+                f"cannot extract {archive}, it is corrupt or truncated ({summarize(err, with_type=True)}); "
+                "delete it and download again"
             ) from err
 
     def train_dataloader(self) -> DeviceAugmentedLoader | DataLoader:
@@ -159,7 +155,9 @@ class CIFAR10DataModule(ImageDataModule):
                     f"{name} file {path} is corrupt or truncated ({problem}); "
                     f"delete {self.folder} and {HINT} again"
                 )
-        return InputError(f"cannot read {name} from {self.folder} ({_one_line(err)}); {HINT} again")
+        return InputError(
+            f"cannot read {name} from {self.folder} ({summarize(err, with_type=True)}); {HINT} again"
+        )
 
 
 class CIFAR100DataModule(CIFAR10DataModule):

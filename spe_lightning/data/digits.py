@@ -6,11 +6,12 @@ from functools import cached_property
 
 import torch
 from sklearn.datasets import load_digits
-from torch.utils.data import Dataset, Subset, TensorDataset, random_split
+from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision.transforms import v2
 
-from spe_lightning.data.base import ImageDataModule, Split
-from spe_lightning.errors import InputError
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.validation import check_fraction
+from spe_lightning.data.base import ImageDataModule, Split, seeded_split
 
 # Pixel statistics of all 1797 images scaled to [0, 1] (fixed, like the CIFAR constants).
 DIGITS_MEAN = (0.3053,)
@@ -63,8 +64,7 @@ class DigitsDataModule(ImageDataModule):
             raise InputError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
         if in_chans not in (1, 3):
             raise InputError(f"in_chans must be 1 or 3, got {in_chans}")
-        if not 0.0 < test_split < 1.0:
-            raise InputError(f"test_split must be in (0, 1), got {test_split}")
+        check_fraction("test_split", test_split, low_open=True)
         self.image_size = image_size
         self.in_chans = in_chans
         self.test_split = test_split
@@ -85,10 +85,8 @@ class DigitsDataModule(ImageDataModule):
         digits = load_digits()
         images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
         data = TensorDataset(self._resize(images), torch.as_tensor(digits.target, dtype=torch.long))
-        n_test = round(self.test_split * len(data))
-        generator = torch.Generator().manual_seed(self.seed)
-        rest, test = random_split(range(len(data)), [len(data) - n_test, n_test], generator)
-        return data, list(rest), list(test)
+        rest, test = seeded_split(len(data), self.test_split, self.seed, "test_split")
+        return data, rest, test
 
     def _load_split(self, split: Split) -> Dataset:
         data, rest, test = self._digits

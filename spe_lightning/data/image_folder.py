@@ -22,8 +22,9 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 from torchvision.transforms import v2
 
+from spe_lightning.core.errors import InputError, MissingInput
+from spe_lightning.core.validation import check_int
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
-from spe_lightning.errors import InputError, MissingInput
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,8 +50,7 @@ class ImageFolderDataModule(ImageDataModule):
 
     def __init__(self, data_dir: str, image_size: int = 224, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if image_size < 1:
-            raise InputError(f"image_size must be a positive integer, got {image_size}")
+        check_int("image_size", image_size)
         self.data_dir = data_dir
         self.image_size = image_size
         self.dirs = self._find_dirs(Path(data_dir).expanduser().resolve())

@@ -1,6 +1,8 @@
-"""Pooling strategies and attention modules, one file per family (timm-style).
+"""Pooling strategies and attention modules, one file per family (timm-style); torch only, no Lightning.
 
-Importing this package registers every pool (each pool module files itself under its name).
+Pools (:mod:`.pool` and one file per pool of the literature) are stage 1 of channel attention; the attention
+modules (:mod:`.attention`'s :class:`ChannelAttention` and one file per module) add stages 2 and 3. Importing
+this package registers every pool (each pool module files itself under its name in :data:`POOLS`).
 """
 
 from spe_lightning.layers.pool import (  # isort: skip  (the registry first: the pool modules register in it)
@@ -12,6 +14,7 @@ from spe_lightning.layers.pool import (  # isort: skip  (the registry first: the
     MaxPool,
     MeanStdPool,
     MinPool,
+    POOLS,
     combine_stats,
     create_pool,
     pool_names,
@@ -23,14 +26,18 @@ from spe_lightning.layers.lse import LSEPool
 from spe_lightning.layers.mixed import GatedPool, MixedPool
 from spe_lightning.layers.softpool import SoftPool
 
-from spe_lightning.layers.cbam import CBAM, ChannelGate, SpatialGate  # isort: skip
+from spe_lightning.layers.attention import ChannelAttention, recalibrate  # isort: skip
+from spe_lightning.layers.cbam import CBAM, ChannelGate, SpatialGate
 from spe_lightning.layers.coord import CoordinateAttention
 from spe_lightning.layers.create_attn import (
+    ATTENTIONS,
     attention_names,
     attention_pools,
+    channel_attention_class,
     create_attention,
     default_pool,
     is_attention,
+    pool_label,
 )
 from spe_lightning.layers.eca import EfficientChannelAttention, eca_kernel_size
 from spe_lightning.layers.fca import FcaNet
@@ -41,10 +48,13 @@ from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
 
 __all__ = [
+    "ATTENTIONS",
     "CBAM",
+    "POOLS",
     "SPEM",
     "AvgMaxPool",
     "AvgPool",
+    "ChannelAttention",
     "ChannelGate",
     "CoordinateAttention",
     "DCTPool",
@@ -69,6 +79,7 @@ __all__ = [
     "StyleRecalibration",
     "attention_names",
     "attention_pools",
+    "channel_attention_class",
     "combine_stats",
     "create_attention",
     "create_pool",
@@ -76,5 +87,7 @@ __all__ = [
     "eca_kernel_size",
     "global_max_min",
     "is_attention",
+    "pool_label",
     "pool_names",
+    "recalibrate",
 ]

@@ -7,41 +7,41 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, combine_stats, create_pool, reduced_width
+from spe_lightning.layers.attention import ChannelAttention, recalibrate
+from spe_lightning.layers.pool import GlobalPool, combine_stats, reduced_width
 
 
-class ChannelGate(nn.Module):
+class ChannelGate(ChannelAttention):
     """CBAM's channel branch: one shared MLP applied to each pooled statistic, then summed.
 
     With the default ``avgmax`` pool this is CBAM exactly; with a max/min mix the MLP
     sees max and min, weighted by the pool's lam.
     """
 
+    default_pool = "avgmax"
+    pooling = "statistics"
+
     def __init__(
         self,
         channels: int,
         reduction: int = 16,
-        pool: str | GlobalPool = "avgmax",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(channels, pool, pool_kwargs)
         hidden = reduced_width(channels, reduction)
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
         )
 
-    def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x)  # 1. pool: S x B x C x 1 x 1, one descriptor per statistic
-        y = self.mlp(stats.flatten(0, 1)).unflatten(0, stats.shape[:2])  # 2. excite each with one MLP
+    def excite(self, pooled: Tensor) -> Tensor:
+        y = self.mlp(pooled.flatten(0, 1)).unflatten(0, pooled.shape[:2])  # each statistic, one MLP
         return torch.sigmoid(combine_stats(y, self.pool.stat_weights()))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)
 
 
 class SpatialGate(nn.Module):
-    """CBAM's spatial branch: conv over the channel-wise mean and max maps."""
+    """CBAM's spatial branch: conv over the channel-wise mean and max maps (pooling across channels, which
+    the paper fixes; the pluggable pool is the channel branch's)."""
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class SpatialGate(nn.Module):
         return torch.sigmoid(self.bn(self.conv(maps)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)
+        return recalibrate(x, self.gate(x))
 
 
 class CBAM(nn.Module):
@@ -64,7 +64,7 @@ class CBAM(nn.Module):
         channels: int,
         reduction: int = 16,
         spatial_kernel_size: int = 7,
-        pool: str | GlobalPool = "avgmax",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()

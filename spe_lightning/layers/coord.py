@@ -16,29 +16,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, create_pool, directional_help
+from spe_lightning.core.validation import check_int
+from spe_lightning.layers.attention import ChannelAttention
+from spe_lightning.layers.pool import GlobalPool
 
 
-class CoordinateAttention(nn.Module):
-    """Gates along H and along W from directionally pooled descriptors."""
+class CoordinateAttention(ChannelAttention):
+    """Gates along H and along W from directionally pooled descriptors; the gate is their product."""
+
+    pooling = "directional"
 
     def __init__(
         self,
         channels: int,
         reduction: int = 32,
         min_hidden: int = 8,
-        pool: str | GlobalPool = "avg",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
-        if not self.pool.directional:
-            name = pool if isinstance(pool, str) else type(pool).__name__
-            raise ValueError(f"coord attention cannot use pool {name!r}; {directional_help()}")
-        if not isinstance(reduction, int) or reduction < 1:
-            raise ValueError(
-                f"coord reduction={reduction!r} is not allowed; use a positive integer (paper: 32)"
-            )
+        super().__init__(channels, pool, pool_kwargs)
+        check_int("coord reduction", reduction, hint=" (paper: 32)")
         hidden = max(min_hidden, channels // reduction)
         self.conv1 = nn.Conv2d(channels, hidden, 1)
         self.bn = nn.BatchNorm2d(hidden)
@@ -46,19 +43,11 @@ class CoordinateAttention(nn.Module):
         self.conv_h = nn.Conv2d(hidden, channels, 1)
         self.conv_w = nn.Conv2d(hidden, channels, 1)
 
-    def gates(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(a_h: B x C x H x 1, a_w: B x C x 1 x W)."""
-        h = x.shape[2]
-        z_h, z_w = self.pool.along(x, 3), self.pool.along(x, 2)  # 1. pool along W, along H
-        y = self.act(self.bn(self.conv1(torch.cat((z_h, z_w.transpose(2, 3)), dim=2))))  # 2. excite
+    def excite(self, pooled: tuple[Tensor, Tensor]) -> Tensor:
+        """The B x C x H x W gate a_h * a_w from (pooled along W, pooled along H): one transform shared by
+        both directions, then a 1x1 conv per direction."""
+        z_h, z_w = pooled
+        h = z_h.shape[2]
+        y = self.act(self.bn(self.conv1(torch.cat((z_h, z_w.transpose(2, 3)), dim=2))))
         y_h, y_w = y.split((h, y.shape[2] - h), dim=2)
-        return torch.sigmoid(self.conv_h(y_h)), torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))
-
-    def gate(self, x: Tensor) -> Tensor:
-        """The full B x C x H x W gate, a_h * a_w (what :meth:`forward` multiplies by)."""
-        a_h, a_w = self.gates(x)
-        return a_h * a_w
-
-    def forward(self, x: Tensor) -> Tensor:
-        a_h, a_w = self.gates(x)
-        return x * a_h.to(x.dtype) * a_w.to(x.dtype)  # 3. recalibrate
+        return torch.sigmoid(self.conv_h(y_h)) * torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import nn
 
-from spe_lightning.layers.cbam import CBAM
+from spe_lightning.core.registry import Registry, build
+from spe_lightning.layers.attention import ChannelAttention
+from spe_lightning.layers.cbam import CBAM, ChannelGate
 from spe_lightning.layers.coord import CoordinateAttention
 from spe_lightning.layers.eca import EfficientChannelAttention
 from spe_lightning.layers.fca import FcaNet
 from spe_lightning.layers.gct import GatedChannelTransformation
-from spe_lightning.layers.pool import GlobalPool, directional_pools, pool_names
+from spe_lightning.layers.pool import POOLS, GlobalPool, directional_pools, pool_names
 from spe_lightning.layers.spem import SPEM, SPEMFigure
 from spe_lightning.layers.squeeze_excite import SqueezeExcite
 from spe_lightning.layers.srm import StyleRecalibration
-from spe_lightning.registry import build, lookup
 
-_ATTENTIONS: dict[str, type[nn.Module]] = {
+ATTENTIONS: Registry[type[nn.Module]] = Registry("attention")
+for _name, _cls in {
     "se": SqueezeExcite,
     "eca": EfficientChannelAttention,
     "cbam": CBAM,
@@ -28,28 +29,48 @@ _ATTENTIONS: dict[str, type[nn.Module]] = {
     "fca": FcaNet,
     "gct": GatedChannelTransformation,
     "coord": CoordinateAttention,
-}
+}.items():
+    ATTENTIONS.add(_name, _cls)
+
+NO_ATTENTION = "none"
 
 
 def attention_names() -> list[str]:
-    return ["none", *sorted(_ATTENTIONS)]
+    return [NO_ATTENTION, *ATTENTIONS.names()]
 
 
 def is_attention(name: str | None) -> bool:
     """False for the names that mean "plain network"."""
-    return name is not None and str(name).lower() != "none"
+    return name is not None and str(name).lower() != NO_ATTENTION
+
+
+def channel_attention_class(name: str) -> type[ChannelAttention]:
+    """The :class:`ChannelAttention` that does attention ``name``'s pooling (CBAM's channel gate for CBAM)."""
+    cls = ATTENTIONS.get(name)
+    return ChannelGate if cls is CBAM else cls
 
 
 def default_pool(name: str | None) -> str | None:
     """The pool an attention uses when none is given (``se`` -> ``avg``); None for no attention."""
     if not is_attention(name):
         return None
-    return inspect.signature(lookup(_ATTENTIONS, name, "attention")).parameters["pool"].default
+    return channel_attention_class(name).default_pool
+
+
+def pool_label(attention: str | None, pool: str | None) -> str | None:
+    """The pool as runs and tables name it: the attention's own when none is given, aliases resolved
+    (``learned_mix`` -> ``learned``, ``fixed_mix@0.25`` -> ``maxmin@0.25``); None without attention."""
+    if not is_attention(attention):
+        return None
+    if pool is None:
+        return default_pool(attention)
+    name, at, value = str(pool).partition("@")
+    return f"{POOLS.canonical(name)}{at}{value}"
 
 
 def attention_pools(name: str) -> list[str]:
     """The pools attention ``name`` accepts: every pool, or those with a directional form for ``coord``."""
-    directional = lookup(_ATTENTIONS, name, "attention") is CoordinateAttention
+    directional = channel_attention_class(name).pooling == "directional"
     return directional_pools() if directional else pool_names()
 
 
@@ -59,7 +80,7 @@ def create_attention(
     """Attention over ``channels``; ``pool=None`` keeps the module's own default pooling."""
     if not is_attention(name):
         return nn.Identity()
-    cls = lookup(_ATTENTIONS, name, "attention")
+    cls = ATTENTIONS.get(name)
     if pool is not None:
         kwargs["pool"] = pool
     return build(cls, f"attention {name!r}", channels, **kwargs)

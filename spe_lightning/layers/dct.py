@@ -25,8 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool
-from spe_lightning.registry import register
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.pool import POOLS, GlobalPool
 
 GRID = 7
 """The paper gives its frequencies on a 7 x 7 DCT grid."""
@@ -55,7 +55,7 @@ def select_frequencies(name: str) -> list[tuple[int, int]]:
     """``"top16"`` -> the paper's 16 (u, v) pairs on the 7 x 7 grid."""
     kind, count = name[:3], name[3:]
     if kind not in FREQUENCIES or not count.isdigit() or int(count) not in COUNTS:
-        raise ValueError(f"dct pool frequencies={name!r} is not allowed; choose one of {frequency_names()}")
+        raise InputError(f"dct pool frequencies={name!r} is not allowed; choose one of {frequency_names()}")
     us, vs = FREQUENCIES[kind]
     return list(zip(us[: int(count)], vs[: int(count)], strict=True))
 
@@ -71,7 +71,7 @@ def filter_size(side: int) -> int:
     return max(GRID, side // GRID * GRID)
 
 
-@register(_POOLS, "dct")
+@POOLS.register("dct")
 class DCTPool(GlobalPool):
     """Per channel group, the map's component at one DCT frequency."""
 
@@ -85,11 +85,11 @@ class DCTPool(GlobalPool):
         scale: Literal["orthonormal", "mean"] = "orthonormal",
     ) -> None:
         if channels is None:
-            raise ValueError("dct pool needs channels: build it through an attention (channels come from it)")
+            raise InputError("dct pool needs channels: build it through an attention (channels come from it)")
         if size is not None and (not isinstance(size, int) or size < GRID):
-            raise ValueError(f"dct pool size={size!r} is not allowed; use None or an integer >= {GRID}")
+            raise InputError(f"dct pool size={size!r} is not allowed; use None or an integer >= {GRID}")
         if scale not in ("orthonormal", "mean"):
-            raise ValueError(f"dct pool scale={scale!r} is not allowed; use orthonormal or mean")
+            raise InputError(f"dct pool scale={scale!r} is not allowed; use orthonormal or mean")
         super().__init__()
         self.frequencies = select_frequencies(frequencies)
         self.channels, self.size, self.scale = channels, size, scale

@@ -8,7 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, create_pool
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.attention import ChannelAttention
+from spe_lightning.layers.pool import GlobalPool
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
@@ -20,8 +22,8 @@ def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int
     return t if t % 2 else t + 1
 
 
-class EfficientChannelAttention(nn.Module):
-    """A 1-D convolution across channels replaces SE's bottleneck MLP."""
+class EfficientChannelAttention(ChannelAttention):
+    """A 1-D convolution across channels replaces SE's bottleneck MLP: ``sigmoid(conv1d(z))``."""
 
     def __init__(
         self,
@@ -29,20 +31,15 @@ class EfficientChannelAttention(nn.Module):
         kernel_size: int | None = None,
         gamma: float = 2.0,
         beta: float = 1.0,
-        pool: str | GlobalPool = "avg",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(channels, pool, pool_kwargs)
         k = kernel_size if kernel_size is not None else eca_kernel_size(channels, gamma, beta)
-        if k < 1 or k % 2 == 0:
-            raise ValueError(f"eca kernel_size={k!r} is not allowed; use a positive odd integer")
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        if not isinstance(k, int) or k < 1 or k % 2 == 0:
+            raise InputError(f"eca kernel_size={k!r} is not allowed; it must be a positive odd integer")
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
 
-    def gate(self, x: Tensor) -> Tensor:
-        z = self.pool(x)  # 1. pool: B x C x 1 x 1
-        y = self.conv(z.view(z.shape[0], 1, -1)).view_as(z)  # 2. excite across neighbouring channels
-        return torch.sigmoid(y)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)  # 3. recalibrate
+    def excite(self, pooled: Tensor) -> Tensor:
+        # across neighbouring channels: B x 1 x C
+        return torch.sigmoid(self.conv(pooled.view(pooled.shape[0], 1, -1)).view_as(pooled))

@@ -13,11 +13,13 @@ from spe_lightning.layers.squeeze_excite import SqueezeExcite
 class FcaNet(SqueezeExcite):
     """SE with ``dct`` pooling (top16 frequencies) and no biases in its two fully connected layers."""
 
+    default_pool = "dct"
+
     def __init__(
         self,
         channels: int,
         reduction: int = 16,
-        pool: str | GlobalPool = "dct",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
         bias: bool = False,
     ) -> None:

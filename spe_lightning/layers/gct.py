@@ -17,29 +17,28 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, create_pool
+from spe_lightning.layers.attention import ChannelAttention
+from spe_lightning.layers.pool import GlobalPool
 
 
-class GatedChannelTransformation(nn.Module):
+class GatedChannelTransformation(ChannelAttention):
     """GCT: embedding, channel normalisation across channels, tanh gate around 1."""
+
+    default_pool = "l2"
 
     def __init__(
         self,
         channels: int,
         eps: float = 1e-5,
-        pool: str | GlobalPool = "l2",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        super().__init__(channels, pool, pool_kwargs)
         self.eps = eps
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
-    def gate(self, x: Tensor) -> Tensor:
-        s = self.pool(x).float()  # 1. pool: B x C x 1 x 1
-        norm = self.gamma * s / (s.square().mean(1, keepdim=True) + self.eps).sqrt()  # 2. excite
+    def excite(self, pooled: Tensor) -> Tensor:
+        s = pooled.float()
+        norm = self.gamma * s / (s.square().mean(1, keepdim=True) + self.eps).sqrt()
         return 1.0 + torch.tanh(norm + self.beta)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)  # 3. recalibrate

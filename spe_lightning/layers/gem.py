@@ -15,11 +15,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool
-from spe_lightning.registry import register
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.pool import POOLS, GlobalPool
 
 
-@register(_POOLS, "gem")
+@POOLS.register("gem")
 class GeMPool(GlobalPool):
     """GeM with one exponent per block, learned by default (``learn_p=False`` keeps it fixed)."""
 
@@ -27,9 +27,9 @@ class GeMPool(GlobalPool):
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6, learn_p: bool = True) -> None:
         if not p > 0:
-            raise ValueError(f"gem pool p={p!r} is not allowed; the exponent must be positive (paper: 3)")
+            raise InputError(f"gem pool p={p!r} is not allowed; the exponent must be positive (paper: 3)")
         if not eps > 0:
-            raise ValueError(f"gem pool eps={eps!r} is not allowed; it must be positive")
+            raise InputError(f"gem pool eps={eps!r} is not allowed; it must be positive")
         super().__init__()
         self.eps = eps
         self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learn_p)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool
-from spe_lightning.registry import register
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.pool import POOLS, GlobalPool
 
 
-@register(_POOLS, "l2")
+@POOLS.register("l2")
 class L2Pool(GlobalPool):
     """The L2 norm of each channel's map, times a learned alpha per channel."""
 
@@ -23,7 +23,7 @@ class L2Pool(GlobalPool):
 
     def __init__(self, channels: int | None = None, eps: float = 1e-5) -> None:
         if channels is None:
-            raise ValueError("l2 pool needs channels: build it through an attention (channels come from it)")
+            raise InputError("l2 pool needs channels: build it through an attention (channels come from it)")
         super().__init__()
         self.eps = eps
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))

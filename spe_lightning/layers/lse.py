@@ -19,14 +19,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool
-from spe_lightning.registry import register
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.pool import POOLS, GlobalPool
 
 MIN_R = 1e-4
 """A learned r is clamped here: the pool is only defined for r > 0 (r < 0 would be a soft minimum)."""
 
 
-@register(_POOLS, "lse")
+@POOLS.register("lse")
 class LSEPool(GlobalPool):
     """LSE with sharpness r, fixed by default (``learn_r=True`` learns one r per block)."""
 
@@ -34,7 +34,7 @@ class LSEPool(GlobalPool):
 
     def __init__(self, r: float = 5.0, learn_r: bool = False) -> None:
         if not r > 0:
-            raise ValueError(f"lse pool r={r!r} is not allowed; the sharpness must be positive (paper: 5)")
+            raise InputError(f"lse pool r={r!r} is not allowed; the sharpness must be positive (paper: 5)")
         super().__init__()
         self.r = nn.Parameter(torch.tensor(float(r)), requires_grad=learn_r)
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from spe_lightning.kernels import cpu_max_min
+from spe_lightning.kernels.cpu_max_min import cpu_max_min
 
 _KERNEL_MAX_COLUMN = 1 << 24  # channels_last positions are counted in float lanes: exact below 2^24
 

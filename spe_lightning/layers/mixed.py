@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool, avg_and_max
-from spe_lightning.registry import register
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers.pool import POOLS, GlobalPool, avg_and_max
 
 
-@register(_POOLS, "mixed")
+@POOLS.register("mixed")
 class MixedPool(GlobalPool):
     """``a * max + (1 - a) * avg``, a learned."""
 
@@ -30,9 +30,9 @@ class MixedPool(GlobalPool):
 
     def __init__(self, a: float = 0.5, per_channel: bool = False, channels: int | None = None) -> None:
         if not 0.0 <= a <= 1.0:
-            raise ValueError(f"mixed pool a={a!r} is outside the allowed range [0, 1]")
+            raise InputError(f"mixed pool a={a!r} is outside the allowed range [0, 1]")
         if per_channel and channels is None:
-            raise ValueError("mixed pool per_channel=True needs channels: build it through an attention")
+            raise InputError("mixed pool per_channel=True needs channels: build it through an attention")
         super().__init__()
         self.directional = not per_channel
         self.a = nn.Parameter(torch.full((channels,) if per_channel else (), float(a)))
@@ -48,7 +48,7 @@ class MixedPool(GlobalPool):
         return {"mixed_a": self.a.float().clamp(0.0, 1.0).mean()}
 
 
-@register(_POOLS, "gated")
+@POOLS.register("gated")
 class GatedPool(GlobalPool):
     """``g * max + (1 - g) * avg`` with g = sigmoid(w . x) computed per image and channel."""
 
@@ -56,7 +56,7 @@ class GatedPool(GlobalPool):
 
     def __init__(self, grid: int = 4) -> None:
         if not isinstance(grid, int) or grid < 1:
-            raise ValueError(f"gated pool grid={grid!r} is not allowed; use a positive integer")
+            raise InputError(f"gated pool grid={grid!r} is not allowed; use a positive integer")
         super().__init__()
         self.grid = grid
         self.mask = nn.Parameter(torch.zeros(grid * grid))

@@ -21,10 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.registry import Registry, build
+from spe_lightning.core.validation import check_int
 from spe_lightning.layers.max_min import global_max_min
-from spe_lightning.registry import build, lookup, register
 
-_POOLS: dict[str, type[GlobalPool]] = {}
+POOLS: Registry[type[GlobalPool]] = Registry("pool")
+"""Every pooling strategy by name; each pool module files its classes here."""
 
 
 class GlobalPool(nn.Module):
@@ -56,7 +59,7 @@ class GlobalPool(nn.Module):
         Each row (or column) is pooled as a 1 x W (H) map of its own: coordinate attention's squeeze.
         """
         if not self.directional:
-            raise ValueError(f"{type(self).__name__} has no pooling along one axis; {directional_help()}")
+            raise InputError(f"{type(self).__name__} has no pooling along one axis; {directional_help()}")
         if dim not in (2, 3):
             raise ValueError(f"along dim={dim!r} is not allowed; pool along 2 (H) or 3 (W)")
         b, c, h, w = x.shape
@@ -77,7 +80,7 @@ class GlobalPool(nn.Module):
 
 def directional_pools() -> list[str]:
     """The pools with a form along one axis (:meth:`GlobalPool.along`), by name."""
-    return [name for name, cls in sorted(_POOLS.items()) if cls.directional]
+    return [name for name, cls in POOLS.items() if cls.directional]
 
 
 def directional_help() -> str:
@@ -99,7 +102,7 @@ def combine_stats(stats: Tensor, weights: Tensor) -> Tensor:
     return (stats * broadcast_weights(weights)).sum(0)
 
 
-@register(_POOLS, "avg")
+@POOLS.register("avg")
 class AvgPool(GlobalPool):
     """Global average pooling, the default of SE and ECA."""
 
@@ -107,7 +110,7 @@ class AvgPool(GlobalPool):
         return x.mean((2, 3), keepdim=True)[None]
 
 
-@register(_POOLS, "max")
+@POOLS.register("max")
 class MaxPool(GlobalPool):
     """Global max pooling; like AdaptiveMaxPool2d, the gradient goes to one element per channel."""
 
@@ -115,7 +118,7 @@ class MaxPool(GlobalPool):
         return global_max_min(x)[:1]  # the kernel finds both extremes at the cost of one
 
 
-@register(_POOLS, "min")
+@POOLS.register("min")
 class MinPool(GlobalPool):
     """Global min pooling; the gradient goes to one element per channel."""
 
@@ -123,7 +126,7 @@ class MinPool(GlobalPool):
         return global_max_min(x)[1:]
 
 
-@register(_POOLS, "maxmin", "fixed_mix")
+@POOLS.register("maxmin", "fixed_mix")  # fixed_mix: an alias kept for older configs
 class FixedMixPool(GlobalPool):
     """``lam * max + (1 - lam) * min`` with lam given: the paper's phenomenon experiment."""
 
@@ -132,7 +135,7 @@ class FixedMixPool(GlobalPool):
 
     def __init__(self, lam: float = 0.5) -> None:
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"maxmin pool lam={lam!r} is outside the allowed range [0, 1]")
+            raise InputError(f"maxmin pool lam={lam!r} is outside the allowed range [0, 1]")
         super().__init__((lam, 1.0 - lam))
         self.lam = lam
 
@@ -140,7 +143,7 @@ class FixedMixPool(GlobalPool):
         return global_max_min(x)  # both extremes in one autograd node
 
 
-@register(_POOLS, "learned", "learned_mix")
+@POOLS.register("learned", "learned_mix")  # learned_mix: an alias kept for older configs
 class LearnedMixPool(GlobalPool):
     """SPEM's self-adaptive mix: weights p_i^2 / sum_j p_j^2 over ``pools``, with p learned per block.
 
@@ -164,12 +167,12 @@ class LearnedMixPool(GlobalPool):
         pools = tuple(pools)
         init = tuple(init) if init is not None else (0.5,) * len(pools)
         if len(pools) < 2 or len(init) != len(pools):
-            raise ValueError(
+            raise InputError(
                 f"learned pool: pools={list(pools)!r} with init={list(init)!r} is not allowed; "
                 "give two or more pools and one init value per pool"
             )
         if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
+            raise InputError(
                 f"learned pool: parameterization={parameterization!r} is not allowed; "
                 f"use one of: {', '.join(PARAMETERIZATIONS)}"
             )
@@ -237,8 +240,8 @@ def _single_stat_pools(names: tuple[str, ...], channels: int | None) -> list[Glo
     pools = [create_pool(name, channels=channels) for name in names]
     multi = [name for name, pool in zip(names, pools, strict=True) if pool.num_stats != 1]
     if multi:
-        single = ", ".join(n for n, cls in sorted(_POOLS.items()) if cls.num_stats == 1)
-        raise ValueError(f"learned pool: {', '.join(multi)} pool more than one statistic; mix from: {single}")
+        single = ", ".join(n for n, cls in POOLS.items() if cls.num_stats == 1)
+        raise InputError(f"learned pool: {', '.join(multi)} pool more than one statistic; mix from: {single}")
     return pools
 
 
@@ -247,7 +250,7 @@ def mix_regularization(p: Tensor) -> Tensor:
     return p.float().square().sum()
 
 
-@register(_POOLS, "avgmax")
+@POOLS.register("avgmax")
 class AvgMaxPool(GlobalPool):
     """Average and max as two statistics that are summed: CBAM's channel branches."""
 
@@ -265,7 +268,7 @@ def avg_and_max(x: Tensor) -> Tensor:
     return torch.cat((x.mean((2, 3), keepdim=True)[None], global_max_min(x)[:1]))
 
 
-@register(_POOLS, "meanstd", "style")
+@POOLS.register("meanstd", "style")  # style: an alias kept for older configs
 class MeanStdPool(GlobalPool):
     """SRM's style pooling: channel mean and standard deviation.
 
@@ -286,15 +289,13 @@ class MeanStdPool(GlobalPool):
 
 
 def pool_names() -> list[str]:
-    return sorted(_POOLS)
+    """Every pool's name (aliases resolve to these: :meth:`Registry.canonical`)."""
+    return POOLS.names()
 
 
 def reduced_width(channels: int, reduction: int) -> int:
     """Hidden width of an excitation bottleneck (SE, CBAM): ``channels // reduction``, at least 1."""
-    if not isinstance(reduction, int) or reduction < 1:
-        raise ValueError(
-            f"reduction={reduction!r} is not allowed; it must be a positive integer (SE uses 16)"
-        )
+    check_int("reduction", reduction, hint=" (SE uses 16)")
     return max(1, channels // reduction)
 
 
@@ -306,16 +307,16 @@ def parse_pool(spec: str) -> tuple[str, dict[str, Any]]:
     name, _, value = spec.partition("@")
     if not value:
         return name, {}
-    argument = lookup(_POOLS, name, "pool").shorthand
+    argument = POOLS.get(name).shorthand
     if argument is None:
-        with_one = ", ".join(f"{n}@<{cls.shorthand}>" for n, cls in sorted(_POOLS.items()) if cls.shorthand)
-        raise ValueError(
+        with_one = ", ".join(f"{n}@<{cls.shorthand}>" for n, cls in POOLS.items() if cls.shorthand)
+        raise InputError(
             f"pool {spec!r} is not allowed: {name!r} takes no @value (pools that do: {with_one})"
         )
     try:
         return name, {argument: float(value)}
     except ValueError:
-        raise ValueError(f"pool {spec!r}: {value!r} is not a number ({name}@<{argument}>)") from None
+        raise InputError(f"pool {spec!r}: {value!r} is not a number ({name}@<{argument}>)") from None
 
 
 def create_pool(name: str | GlobalPool, channels: int | None = None, **kwargs: Any) -> GlobalPool:
@@ -324,13 +325,13 @@ def create_pool(name: str | GlobalPool, channels: int | None = None, **kwargs: A
     parameters, FcaNet's channel groups)."""
     if isinstance(name, GlobalPool):
         if kwargs:
-            raise ValueError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
+            raise InputError(f"pool arguments {sorted(kwargs)} given with a pool instance; pass a name")
         return name
     base, shorthand = parse_pool(name)
     clash = sorted(set(shorthand) & set(kwargs))
     if clash:
-        raise ValueError(f"pool {name!r} sets {clash[0]} twice (in the name and in pool_kwargs); keep one")
-    cls = lookup(_POOLS, base, "pool")
+        raise InputError(f"pool {name!r} sets {clash[0]} twice (in the name and in pool_kwargs); keep one")
+    cls = POOLS.get(base)
     if "channels" in inspect.signature(cls).parameters:
         kwargs["channels"] = channels
     return build(cls, f"pool {base!r}", **shorthand, **kwargs)

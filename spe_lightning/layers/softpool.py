@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from spe_lightning.layers.pool import _POOLS, GlobalPool
-from spe_lightning.registry import register
+from spe_lightning.layers.pool import POOLS, GlobalPool
 
 
-@register(_POOLS, "softpool")
+@POOLS.register("softpool")
 class SoftPool(GlobalPool):
     """The softmax-weighted mean of every position, per channel."""
 

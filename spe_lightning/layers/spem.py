@@ -19,26 +19,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spe_lightning.layers.attention import ChannelAttention
 from spe_lightning.layers.max_min import standard_ops_only
-from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, combine_stats, create_pool
-from spe_lightning.layers.spem_gate import fused_gate_runs_on, fused_spem_gate
+from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, combine_stats
+from spe_lightning.layers.spem_fused import fused_gate_runs_on, fused_spem_gate
 
 
-class SPEM(nn.Module):
+class SPEM(ChannelAttention):
     """SPEM as in the reference code: one sigmoid on each branch, then their product.
 
     Any pool may be plugged in: the reweight applies to each of its statistics, the sum
     branch adds them and the mix branch combines them with the pool's weights.
     """
 
+    default_pool = "learned"
+    pooling = "statistics"
+
     def __init__(
         self,
         channels: int,
-        pool: str | GlobalPool = "learned",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        super().__init__(channels, pool, pool_kwargs)
         shape = (1, channels, 1, 1)
         self.reweight_weight = nn.Parameter(torch.zeros(shape))
         self.reweight_bias = nn.Parameter(torch.full(shape, -1.0))
@@ -57,18 +60,19 @@ class SPEM(nn.Module):
         return torch.sigmoid(summed) * torch.sigmoid(mixed)
 
     def gate(self, x: Tensor) -> Tensor:
+        """Stages 1 and 2; on eager CUDA as one fused op (:mod:`~spe_lightning.layers.spem_fused`)."""
         if self.fusable and fused_gate_runs_on(x) and not standard_ops_only():
             params = (self.reweight_weight, self.reweight_bias, self.excite_weight, self.excite_bias)
-            return fused_spem_gate(x, params, self.pool.p)  # 1. and 2. as one op (GPU eager)
-        stats = self.pool.stats(x)  # 1. pool: 2 x B x C x 1 x 1 (max, min)
-        # 2. excite; addcmul(b, w, s) = w * s + b in one op (the gate runs once per block per step)
-        reweighted = torch.addcmul(self.reweight_bias, self.reweight_weight, stats)
+            return fused_spem_gate(x, params, self.pool.p)
+        return super().gate(x)
+
+    def excite(self, pooled: Tensor) -> Tensor:
+        """The reweight of each statistic, their sum and their mix, each through a sigmoid."""
+        # addcmul(b, w, s) = w * s + b in one op (the gate runs once per block per step)
+        reweighted = torch.addcmul(self.reweight_bias, self.reweight_weight, pooled)
         mixed = combine_stats(reweighted, self.pool.stat_weights())
         mixed = torch.addcmul(self.excite_bias, self.excite_weight, mixed)
         return self.combine_branches(reweighted.sum(0), mixed)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)  # 3. recalibrate
 
 
 class SPEMFigure(SPEM):

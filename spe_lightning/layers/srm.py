@@ -7,10 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spe_lightning.layers.pool import GlobalPool, broadcast_weights, create_pool
+from spe_lightning.layers.attention import ChannelAttention
+from spe_lightning.layers.pool import GlobalPool, broadcast_weights
 
 
-class StyleRecalibration(nn.Module):
+class StyleRecalibration(ChannelAttention):
     """Style pooling (mean, std), a channel-wise fc over the statistics, BatchNorm, sigmoid.
 
     The channel-wise fc starts at zero as in the reference code, so every gate starts at
@@ -18,23 +19,22 @@ class StyleRecalibration(nn.Module):
     pool's weights, so a learned lam still receives gradient.
     """
 
+    default_pool = "meanstd"
+    pooling = "statistics"
+
     def __init__(
         self,
         channels: int,
-        pool: str | GlobalPool = "meanstd",
+        pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        self.pool = create_pool(pool, channels, **(pool_kwargs or {}))
+        super().__init__(channels, pool, pool_kwargs)
         num_stats = self.pool.num_stats
         self.cfc = nn.Conv2d(channels, channels, (num_stats, 1), groups=channels, bias=False)
         nn.init.zeros_(self.cfc.weight)
         self.bn = nn.BatchNorm2d(channels)
 
-    def gate(self, x: Tensor) -> Tensor:
-        stats = self.pool.stats(x) * broadcast_weights(self.pool.stat_weights())  # 1. pool
-        # 2. excite: the channel-wise fc is the reference code's conv over B x C x S x 1
+    def excite(self, pooled: Tensor) -> Tensor:
+        stats = pooled * broadcast_weights(self.pool.stat_weights())
+        # the channel-wise fc is the reference code's conv over B x C x S x 1
         return torch.sigmoid(self.bn(self.cfc(stats.squeeze(4).permute(1, 2, 0, 3))))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gate(x).to(x.dtype)  # 3. recalibrate

@@ -1,15 +1,17 @@
-"""Backbones that take any attention by name, and readers of their learned pooling."""
+"""Backbones that take any attention by name, readers of their learned pooling, their cost; torch only."""
 
-from spe_lightning.models.attach import NormAttention, attach_attention
+from spe_lightning.models.attach import NormAttention, attach_attention, attention_modules
 from spe_lightning.models.cifar_resnet import CifarResNet, blocks_per_stage
+from spe_lightning.models.complexity import count_flops, count_parameters
 from spe_lightning.models.factory import (
+    BACKBONES,
     backbone_label,
     backbone_names,
     check_pretrained,
     create_backbone,
     load_backbone_weights,
 )
-from spe_lightning.models.inspect import (
+from spe_lightning.models.learned_pooling import (
     learned_pools,
     pooling_lambdas,
     pooling_parameters,
@@ -19,13 +21,17 @@ from spe_lightning.models.inspect import (
 from spe_lightning.models.torchvision_resnet import load_pretrained, pretrained_state_dict
 
 __all__ = [
+    "BACKBONES",
     "CifarResNet",
     "NormAttention",
     "attach_attention",
+    "attention_modules",
     "backbone_label",
     "backbone_names",
     "blocks_per_stage",
     "check_pretrained",
+    "count_flops",
+    "count_parameters",
     "create_backbone",
     "learned_pools",
     "load_backbone_weights",

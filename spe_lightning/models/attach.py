@@ -44,3 +44,12 @@ def attach_attention(
         setattr(block, norm_name, NormAttention(norm, attn))
         wrapped.append(f"{name}.{norm_name}")
     return wrapped
+
+
+def attention_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(block path, attention module) for every attention :func:`attach_attention` placed in ``net``."""
+    return [
+        (name.rpartition(".")[0], module.attn)
+        for name, module in net.named_modules()
+        if isinstance(module, NormAttention)
+    ]

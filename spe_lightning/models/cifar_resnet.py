@@ -11,6 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
 
+from spe_lightning.core.errors import InputError
+
 _BLOCKS: dict[str, tuple[type[BasicBlock | Bottleneck], int]] = {
     "basic": (BasicBlock, 2),  # conv layers per block
     "bottleneck": (Bottleneck, 3),
@@ -18,13 +20,13 @@ _BLOCKS: dict[str, tuple[type[BasicBlock | Bottleneck], int]] = {
 
 
 def blocks_per_stage(depth: int, block: str) -> int:
-    """n for a depth of (layers per block * 3) n + 2, or a ValueError naming valid depths."""
+    """n for a depth of (layers per block * 3) n + 2, or an InputError naming valid depths."""
     if block not in _BLOCKS:
-        raise ValueError(f"unknown block {block!r}; known blocks: {', '.join(sorted(_BLOCKS))}")
+        raise InputError(f"unknown block {block!r}; known blocks: {', '.join(sorted(_BLOCKS))}")
     per_stage = 3 * _BLOCKS[block][1]
     if depth < per_stage + 2 or (depth - 2) % per_stage:
         examples = ", ".join(str(per_stage * n + 2) for n in (1, 2, 3, 6, 18))
-        raise ValueError(
+        raise InputError(
             f"depth={depth} is impossible for {block} blocks; valid depths are {per_stage}n+2 "
             f"for n >= 1 ({examples}, ...)"
         )

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from torch import nn
 
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.registry import Registry, build
+from spe_lightning.core.validation import check_int
 from spe_lightning.layers import is_attention
 from spe_lightning.models.attach import attach_attention
 from spe_lightning.models.cifar_resnet import CifarResNet
@@ -18,22 +23,19 @@ from spe_lightning.models.torchvision_resnet import (
     pretrained_state_dict,
     torchvision_resnet,
 )
-from spe_lightning.registry import lookup
 
 log = logging.getLogger(__name__)
 
 
-def _cifar_resnet(num_classes: int, **kwargs: Any) -> nn.Module:
-    return CifarResNet(num_classes=num_classes, **kwargs)
-
-
-_BACKBONES = {"cifar_resnet": _cifar_resnet} | {
-    arch: (lambda num_classes, _arch=arch: torchvision_resnet(_arch, num_classes)) for arch in RESNETS
-}
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+"""Backbone builders by name; each is called with ``num_classes`` and the backbone's own keywords."""
+BACKBONES.add("cifar_resnet", CifarResNet)
+for _arch in RESNETS:
+    BACKBONES.add(_arch, partial(torchvision_resnet, _arch))
 
 
 def backbone_names() -> list[str]:
-    return sorted(_BACKBONES)
+    return BACKBONES.names()
 
 
 def backbone_label(name: str, depth: int | None = None) -> str:
@@ -62,19 +64,12 @@ def create_backbone(
     as missing. Extra keyword arguments go to the backbone (``depth``, ``block``,
     ``in_chans`` for ``cifar_resnet``).
     """
-    builder = lookup(_BACKBONES, name, "backbone")
-    if num_classes < 1:
-        raise ValueError(f"num_classes={num_classes!r} is not allowed; it must be a positive integer")
-    try:
-        net = builder(num_classes, **kwargs)
-    except TypeError as err:
-        raise ValueError(
-            f"backbone {name!r} does not take these arguments: {sorted(kwargs)} ({err})"
-        ) from None
+    check_int("num_classes", num_classes)
+    net = build(BACKBONES.get(name), f"backbone {name!r}", num_classes=num_classes, **kwargs)
     if is_attention(attention):
         attach_attention(net, attention, pool, attention_kwargs)
     elif pool is not None or attention_kwargs:
-        raise ValueError(f"pool={pool!r} / attention_kwargs given without an attention; choose an attention")
+        raise InputError(f"pool={pool!r} / attention_kwargs given without an attention; choose an attention")
     if weights is not None:
         check_pretrained(name, weights)
         load_backbone_weights(net, name, weights)
@@ -84,7 +79,7 @@ def create_backbone(
 def check_pretrained(name: str, weights: str, must_exist: bool = True) -> None:
     """Check that backbone ``name`` has ``weights`` (a name or file) without loading or downloading them."""
     if name not in RESNETS:
-        raise ValueError(f"weights are only available for the torchvision ResNets {', '.join(RESNETS)}")
+        raise InputError(f"weights are only available for the torchvision ResNets {', '.join(RESNETS)}")
     check_weights(name, weights, must_exist)
 
 

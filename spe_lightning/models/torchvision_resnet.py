@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from spe_lightning.errors import InputError, MissingInput
+from spe_lightning.core.errors import InputError, MissingInput
 from spe_lightning.models.attach import NormAttention
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,333 @@
+"""Command line: ``python -m spe_lightning {fit,validate,test,predict} --config configs/<name>.yaml``.
+
+A LightningCLI whose defaults are the paper's recipe (:mod:`~spe_lightning.training.recipe`), TensorBoard
+logs under ``runs/``, a best-by-``val/acc1`` plus last checkpoint, a learning-rate monitor and a CSV
+prediction writer. Every default is a config key, so ``fit --print_config`` shows (and a YAML file
+overrides) all of it. The ``optimizer:`` and ``lr_scheduler:`` sections are passed to the model, which
+builds them over its parameter groups.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import textwrap
+from argparse import RawDescriptionHelpFormatter
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch.optim import Optimizer
+
+import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
+from spe_lightning.cli.checks import check_before_run, check_config, check_config_files
+from spe_lightning.cli.config_files import resolve_config_args
+from spe_lightning.cli.exit_policy import StopSignal, debug, exit_policy
+from spe_lightning.cli.library_notices import quiet_notices
+from spe_lightning.cli.moved_modules import map_moved_modules
+from spe_lightning.cli.parser import SPEArgumentParser, concise_parser_error
+from spe_lightning.core.errors import InputError
+from spe_lightning.kernels.cpu_max_min import kernel_mode
+from spe_lightning.runs.layout import write_result
+from spe_lightning.runs.lock import RunLock
+from spe_lightning.runs.log_names import VAL_ACC1, VAL_ACC1_BEST
+from spe_lightning.runs.naming import name_unnamed_runs
+from spe_lightning.runs.plan import RunPlan, plan_run
+from spe_lightning.training.callbacks.config_hparams import ConfigHParams
+from spe_lightning.training.callbacks.cpu_threads import CPUThreads
+from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
+from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
+from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
+from spe_lightning.training.classifier import ImageClassifier
+from spe_lightning.training.recipe import PAPER_LR_SCHEDULER, PAPER_OPTIMIZER
+from spe_lightning.training.speed import evaluates_in_inference_mode
+
+SUBCOMMANDS = {
+    "fit": "Train, validating every epoch; --ckpt_path last continues an interrupted run in its folder.",
+    "validate": "Evaluate a checkpoint (--ckpt_path best, last or a file) on the validation set.",
+    "test": "Evaluate a checkpoint on the test set, kept apart from fit so that nothing is tuned on it.",
+    "predict": "Classify the prediction images with a checkpoint and write the classes to a CSV file.",
+}
+"""Each subcommand's one-line help; Lightning's come from the first line of the Trainer's docstrings."""
+CHECKPOINT_NAME = f"best-epoch={{epoch:03d}}-acc1={{{VAL_ACC1}:.4f}}"
+"""Best-k checkpoint files: ``best-epoch=016-acc1=0.9913.ckpt``."""
+
+
+def command_line(args: ArgsType) -> list[str]:
+    """The arguments as a list (``sys.argv`` when None); a dict of arguments has no command line."""
+    return [] if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
+
+
+def _show_kernel_build() -> None:
+    """Let the one-time build of the CPU kernel (a pause of some seconds at the first step) say so."""
+    log = logging.getLogger("spe_lightning.kernels")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
+
+
+def _described(method: Callable[..., Any], summary: str) -> Callable[..., Any]:
+    """``method`` with ``summary`` as its docstring's first paragraph; the signature (the CLI's arguments)
+    and the argument docs stay the Trainer's."""
+
+    @functools.wraps(method)
+    def described(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    body = (method.__doc__ or "").strip().split("\n\n", 1)
+    described.__doc__ = summary + ("\n\n" + body[1] if len(body) > 1 else "")
+    return described
+
+
+class SPETrainer(Trainer):
+    """Lightning's Trainer, unchanged, with subcommand docstrings whose first line is the whole help."""
+
+    fit = _described(Trainer.fit, SUBCOMMANDS["fit"])
+    validate = _described(Trainer.validate, SUBCOMMANDS["validate"])
+    test = _described(Trainer.test, SUBCOMMANDS["test"])
+    predict = _described(Trainer.predict, SUBCOMMANDS["predict"])
+
+
+def prog() -> str:
+    """How the user started us: ``python -m spe_lightning`` or the ``spe-lightning`` script."""
+    name = Path(sys.argv[0]).name
+    return "python -m spe_lightning" if name in ("__main__.py", "-m", "") else name
+
+
+def description(tools: dict[str, str]) -> str:
+    """The main ``--help`` text: what the program does, where to start, and the ``tools`` beside it."""
+    lines = "\n".join(f"  {prog()} {name} --help: {text}" for name, text in tools.items())
+    summary = (
+        "Train and evaluate image classifiers with pluggable channel attention (SPEM, SE, ECA, CBAM, SRM, "
+        "FcaNet, GCT, coordinate attention) and pooling."
+    )
+    also = f"\n\nAlso:\n{lines}" if tools else ""
+    return f"{textwrap.fill(summary, 88)}\nStart with: {prog()} fit --config quickstart.yaml{also}"
+
+
+class ParsedConfig(Exception):
+    """Raised by :class:`SPECLI` with ``parse_only``: parsing and the checks of values are done."""
+
+    def __init__(self, config: Namespace) -> None:
+        super().__init__("parsed")
+        self.config = config
+
+
+def input_error_in(err: BaseException) -> InputError | None:
+    """The :class:`InputError` that caused ``err`` (itself, or one in its chain of causes), if any.
+
+    jsonargparse wraps the errors of subclass arguments (the datamodule) in a summary of every type it tried;
+    the innermost error is the one that names the value.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, InputError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+class SPECLI(LightningCLI):
+    """LightningCLI with the paper's defaults, linked data -> model arguments, one-line errors, and the run
+    layer (:mod:`spe_lightning.runs`): every subcommand's folder and checkpoint are planned once, right
+    after parsing, everything is checked (:mod:`spe_lightning.cli.checks`) before the folder is claimed.
+
+    Args:
+        parse_only: stop after parsing and checking the values (raises :class:`ParsedConfig`).
+    """
+
+    def __init__(self, *args: Any, parse_only: bool = False, **kwargs: Any) -> None:
+        self.argv = command_line(kwargs.get("args"))
+        self.parse_only = parse_only
+        self.plan: RunPlan | None = None
+        self.lock: RunLock | None = None
+        self.stack = ExitStack()
+        with self.stack:  # on any ending: the SIGINT handler restored, the run's lock released
+            super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # the optimizer and scheduler are the model's arguments (it builds them over its parameter groups)
+        parser.add_optimizer_args((Optimizer,), link_to="model.optimizer")
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple, link_to="model.lr_scheduler")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after it: last holds its best
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
+        parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
+        parser.add_lightning_class_args(CPUThreads, "cpu_threads")
+        parser.set_defaults(
+            {
+                "optimizer": PAPER_OPTIMIZER,
+                "lr_scheduler": PAPER_LR_SCHEDULER,
+                "checkpoint.monitor": VAL_ACC1,
+                "checkpoint.mode": "max",
+                "checkpoint.filename": CHECKPOINT_NAME,
+                "checkpoint.auto_insert_metric_name": False,
+                "lr_monitor.logging_interval": "epoch",
+            }
+        )
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_chans", "model.in_chans", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, check the values, then plan the run: its folder and its checkpoint (read once, mapped)."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:  # a parser built with exit_on_error=False (parse_only)
+            raise InputError(concise_parser_error(" ".join(str(err).split()))) from None
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        check_config(config)
+        if self.parse_only:
+            raise ParsedConfig(config)
+        if subcommand is None:
+            return
+        name_unnamed_runs(config)
+        config.trainer.inference_mode &= evaluates_in_inference_mode(config.model.compile)
+        self.plan = plan_run(config, subcommand)
+        self.plan.apply(config)
+        if self.plan.resumes_in_place:  # keep the config the run started with; save this one beside it
+            name = f"config.step{self.plan.start_step}.yaml"
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": name}
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer. A value that a constructor rejects is bad input (exit 2): our
+        :class:`InputError`, and Lightning's ``MisconfigurationException`` (its word for a Trainer setting
+        that cannot work). Anything else a constructor raises is a failure of ours (exit 1)."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            if debug():
+                raise
+            found = input_error_in(err)
+            if found is not None:
+                raise found from None
+            if isinstance(err, MisconfigurationException):
+                raise InputError(str(err)) from None
+            raise
+
+    def start_run(self) -> None:
+        """Before any subcommand: check everything, then claim the folder (and lock a fit run)."""
+        subcommand = self.subcommand
+        check_before_run(self.plan, self.trainer, self.model, self.datamodule, self.config_init[subcommand])
+        if self.plan.notice:
+            rank_zero_info(self.plan.notice)
+        self.lock = self.plan.claim()
+        if self.lock is not None:
+            self.stack.callback(self.lock.release)
+        self.stack.enter_context(StopSignal.forwarding(self.plan.resume_command(self.argv)))
+
+    before_fit = before_validate = before_test = before_predict = start_run
+
+    def after_fit(self) -> None:
+        """Mark the run finished (``result.json``); print the best validation top-1 (the paper's metric)."""
+        if not self.trainer.is_global_zero or self.trainer.interrupted:
+            return
+        ckpt = self.trainer.checkpoint_callback
+        metrics = self.trainer.callback_metrics
+        best = metrics.get(VAL_ACC1_BEST)
+        write_result(
+            self.plan.folder,
+            {
+                "val_acc1_best": None if best is None else float(best),
+                "val_acc1": float(metrics[VAL_ACC1]) if VAL_ACC1 in metrics else None,
+                "epochs": self.trainer.current_epoch,
+                "global_step": self.trainer.global_step,
+                "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
+            },
+        )
+        if ckpt is not None and ckpt.best_model_score is not None:
+            print(f"best {VAL_ACC1} = {ckpt.best_model_score:.4f} (checkpoint: {ckpt.best_model_path})")
+        elif best is not None:
+            print(f"best {VAL_ACC1} = {best:.4f}")
+
+    def after_predict(self) -> None:
+        for writer in self.trainer.callbacks:
+            if isinstance(writer, CSVPredictionWriter) and writer.path is not None:
+                print(f"wrote {writer.rows} predictions to {writer.path}")
+
+
+def build_cli(
+    args: ArgsType,
+    run: bool = True,
+    cli_class: type[SPECLI] = SPECLI,
+    tools: dict[str, str] | None = None,
+    parse_only: bool = False,
+    command: str | None = None,
+) -> SPECLI:
+    """The CLI with our defaults. ``run=False`` builds model, data and trainer from a config (no
+    subcommand) and stops; ``cli_class`` may add arguments (the export tool's); ``tools`` are listed in
+    ``--help``; ``parse_only`` raises :class:`ParsedConfig` once the arguments are parsed and checked;
+    ``command`` names a tool built on the CLI in its usage line (``export``)."""
+    return cli_class(
+        ImageClassifier,
+        LightningDataModule,
+        trainer_class=SPETrainer,
+        subclass_mode_data=True,
+        parser_class=SPEArgumentParser,
+        parser_kwargs={
+            "prog": f"{prog()} {command}" if command else prog(),
+            "description": description(tools or {}),
+            "formatter_class": RawDescriptionHelpFormatter,
+            **({"exit_on_error": False} if parse_only else {}),
+        },
+        save_config_callback=ConfigHParams,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={
+            "plugins": {"class_path": "spe_lightning.runs.checkpoints.SafeCheckpointIO"},
+            "callbacks": [RandomState()],
+            "logger": {
+                "class_path": "spe_lightning.training.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "runs", "name": None},
+            },
+        },
+        args=args,
+        run=run,
+        parse_only=parse_only,
+    )
+
+
+def prepare_arguments(args: ArgsType) -> list[str]:
+    """The command line with ``--config`` names resolved (packaged configs), every config file checked, the
+    library's notices quieted and the modules of earlier releases mapped (old ``config.yaml`` files)."""
+    argv = resolve_config_args(command_line(args))
+    quiet_notices()
+    map_moved_modules()
+    check_config_files(argv)
+    return argv
+
+
+def parse_config(args: list[str]) -> Namespace:
+    """A subcommand's arguments (``["fit", "--config", ...]``) parsed and checked as ``cli_main`` would,
+    building nothing; a bad one is an :class:`InputError` that names it."""
+    argv = prepare_arguments(args)
+    try:
+        build_cli(argv, parse_only=True)
+    except ParsedConfig as parsed:
+        return parsed.config
+    raise RuntimeError("the parser returned without a config")  # parse_only always raises ParsedConfig
+
+
+def cli_main(args: ArgsType = None, tools: dict[str, str] | None = None) -> SPECLI:
+    """LightningCLI's subcommands (``fit``, ``validate``, ``test``, ``predict``); ``tools`` are listed in
+    ``--help``. Tests pass ``args``; :mod:`spe_lightning.__main__` routes here."""
+    with exit_policy():
+        argv = prepare_arguments(args)
+        kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
+        _show_kernel_build()
+        if args is None:  # with config names resolved: also what DDP's launcher starts its ranks with
+            sys.argv[1:] = argv
+            return build_cli(
+                None, tools=tools
+            )  # LightningCLI reads sys.argv itself  # LightningCLI reads sys.argv itself
+        return build_cli(args if isinstance(args, (dict, Namespace)) else argv, tools=tools)

@@ -1,0 +1,15 @@
+"""Lightning callbacks: pooling monitor, predictions, CPU threads, and the crash-safety trio."""
+
+from spe_lightning.training.callbacks.cpu_threads import CPUThreads
+from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
+from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
+from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
+
+__all__ = [
+    "CPUThreads",
+    "CSVPredictionWriter",
+    "FiniteLossGuard",
+    "LastCheckpoint",
+    "PoolingMonitor",
+    "RandomState",
+]

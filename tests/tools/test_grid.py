@@ -1,0 +1,224 @@
+"""Grids: digits_smoke end to end (killed, rerun and reported), the SLURM script, the local launcher's
+parallel points, bad grid files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.cli import CONFIG_DIR, QUICKSTART
+from helpers.processes import TIMEOUT, child_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from spe_lightning.__main__ import dispatch
+from spe_lightning.tools.grid import Point, run_local
+
+GRIDS = CONFIG_DIR / "grids"
+SMOKE = GRIDS / "digits_smoke.yaml"
+
+
+def smoke_set(record: Path) -> str:
+    """digits_smoke's shared overrides plus a probe that sleeps 0.15 s a batch, so a kill lands mid-point."""
+    shared = yaml.safe_load(SMOKE.read_text())["set"]
+    probe = {
+        "class_path": "helpers.runs.BatchRecorder",
+        "init_args": {"path": str(record), "delay": 0.15},
+    }
+    return json.dumps({**shared, "trainer.callbacks": [probe]})
+
+
+def grid_command(save_dir: Path, record: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "spe_lightning", "grid", f"--config={SMOKE}",
+        f"--save_dir={save_dir}", f"--set={smoke_set(record)}",
+    ]  # fmt: skip
+
+
+def best_from_events(folder: Path) -> float:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return max(event.value for event in events.Scalars("val/acc1"))
+
+
+@pytest.mark.slow
+def test_digits_smoke_killed_in_its_third_point_then_rerun_skips_finished_and_resumes(tmp_path):
+    save_dir, record = tmp_path / "runs", tmp_path / "batches.jsonl"
+    env = child_env()
+    grid = save_dir / "digits_smoke"
+    third = grid / "se-learned-seed0" / "version_0"
+    proc = subprocess.Popen(
+        grid_command(save_dir, record), env=env, cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (third / "checkpoints" / "last.ckpt").exists():  # the third point's first epoch is done
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the grid did not reach its third point"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the grid and the fit it runs, as a lost node would
+    proc.wait(timeout=TIMEOUT)
+
+    manifest = json.loads((grid / "grid.json").read_text())
+    assert [point["name"] for point in manifest["points"]] == [
+        f"{attention}-{pool}-seed{seed}"
+        for attention in ("se", "eca")
+        for pool in ("avg", "learned")
+        for seed in (0, 1)
+    ]
+    finished = {
+        name: (grid / name / "version_0" / "result.json").stat().st_mtime_ns
+        for name in ("se-avg-seed0", "se-avg-seed1")
+    }
+    assert not (third / "result.json").exists()
+
+    rerun = subprocess.run(
+        grid_command(save_dir, record), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "[grid] digits_smoke: 8 points, 6 to run" in rerun.stdout  # 2 finished skipped, 1 resumed, 5 new
+    for name, mtime in finished.items():  # skipped: untouched, no second run
+        assert (grid / name / "version_0" / "result.json").stat().st_mtime_ns == mtime
+        assert [p.name for p in (grid / name).iterdir()] == ["version_0"]
+    assert [p.name for p in (grid / "se-learned-seed0").iterdir()] == ["version_0"]  # resumed in place
+    assert "resuming run" in (grid / "se-learned-seed0.log").read_text()
+    assert json.loads((third / "result.json").read_text())["global_step"] == 12
+
+    report = subprocess.run(
+        [sys.executable, "-m", "spe_lightning", "report", str(grid)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert report.returncode == 0, report.stderr
+    runs = list(csv.DictReader((grid / "report" / "runs.csv").open()))
+    assert sorted(row["run"] for row in runs) == sorted(
+        point["name"] for point in manifest["points"]
+    )  # once each
+    assert {row["status"] for row in runs} == {"finished"}
+    groups = {
+        (row["attention"], row["pool"]): row
+        for row in csv.DictReader((grid / "report" / "groups.csv").open())
+    }
+    for (attention, pool), row in groups.items():
+        best = [best_from_events(grid / f"{attention}-{pool}-seed{seed}" / "version_0") for seed in (0, 1)]
+        assert int(row["n"]) == 2
+        assert float(row["best val/acc1 mean"]) == pytest.approx(statistics.fmean(best), abs=1e-9)
+        assert float(row["best val/acc1 std"]) == pytest.approx(statistics.stdev(best), abs=1e-9)
+    print((grid / "report" / "groups.md").read_text())  # the table the closing note shows
+
+
+@pytest.mark.slow
+def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no sbatch here: the script is printed, not submitted
+    summary = dispatch(
+        [
+            "grid",
+            f"--config={GRIDS / 'phenomenon_cifar10.yaml'}",
+            f"--save_dir={tmp_path}",
+            "--launcher=slurm",
+            '--sbatch={gres: "gpu:1", time: "24:00:00"}',
+        ]
+    )
+    script = Path(summary["script"]).read_text()
+    assert script in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "phenomenon_cifar10" / "grid.json").read_text())
+    assert len(manifest["points"]) == 4 * 14 * 3
+    assert "#SBATCH --array=0-167\n" in script
+    for option in (
+        "--requeue",
+        "--signal=TERM@120",
+        "--gres=gpu:1",
+        "--time=24:00:00",
+        "--job-name=phenomenon_cifar10",
+    ):
+        assert f"#SBATCH {option}" in script
+    commands = script.split("COMMANDS=(\n")[1].split("\n)\n")[0].splitlines()
+    assert len(commands) == 168  # one task per point, in the manifest's order, each its exact fit command
+    for line, point in zip(commands, manifest["points"], strict=True):
+        assert shlex.split(line.split("  # ")[0]) == [point["command"]]
+        assert line.endswith(f"# {point['index']}: {point['name']}")
+        assert point["command"].endswith("--ckpt_path=last")
+    assert 'eval "srun ${COMMANDS[$SLURM_ARRAY_TASK_ID]}"' in script
+    assert (
+        'if [ "$status" -eq 143 ]; then scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"; fi'
+        in script
+    )
+    first = manifest["points"][0]["command"]
+    assert "--model.attention=se --model.pool=avg --seed_everything=0" in first
+    assert "--trainer.logger.init_args.name=se-avg-seed0" in first
+
+
+@pytest.mark.slow
+def test_slurm_launcher_submits_where_sbatch_exists(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch_calls"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job 42"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    summary = dispatch(
+        ["grid", f"--config={GRIDS / 'spem_table.yaml'}", f"--save_dir={tmp_path}", "--launcher=slurm"]
+    )
+    assert calls.read_text().split() == [summary["script"]]
+    assert "#SBATCH --array=0-17" in Path(summary["script"]).read_text()
+
+
+BAD_GRIDS = {
+    "unknown key": ("axes: {model.atention: [se, eca]}", "grid point atentionse: "),
+    "empty axis": ("axes: {model.attention: []}", "axis model.attention is []; an axis is a non-empty list"),
+    "not a mapping": None,
+    "shared run folder": (
+        "axes: {optimizer.init_args.lr: [0.1, '0.1']}",
+        "would share the run folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_GRIDS)
+def test_bad_grid_input_is_one_line_exit_2_and_launches_nothing(case, tmp_path, capsys):
+    grid_file = tmp_path / "bad.yaml"
+    if BAD_GRIDS[case] is None:
+        grid_file.write_text("- base\n- axes\n")
+        message = f"config file {grid_file} is a list, not a mapping"
+    else:
+        body, message = BAD_GRIDS[case]
+        grid_file.write_text(f"base: [{QUICKSTART}]\n{body}\n")
+    with pytest.raises(SystemExit) as exc:
+        dispatch(["grid", f"--config={grid_file}", f"--save_dir={tmp_path / 'runs'}"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exc.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert message in errors[0]
+    assert not (tmp_path / "runs").exists()  # nothing launched, nothing written
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_points_in_parallel_one_gpu_each(tmp_path):
+    """Four points, two at a time, on GPUs 3 and 5: each fit sees one of them and no two overlap on one."""
+    script = (
+        "import os, sys, time; start = time.time(); time.sleep(0.5); "
+        "open(sys.argv[1], 'a').write(f\"{os.environ['CUDA_VISIBLE_DEVICES']} {start} {time.time()}\\n\")"
+    )
+    points = [
+        Point(i, f"p{i}", {}, tmp_path / f"p{i}", [sys.executable, "-c", script, str(tmp_path / "seen.txt")])
+        for i in range(4)
+    ]
+    start = time.monotonic()
+    assert run_local(points, parallel=2, gpus=[3, 5]) == {f"p{i}": 0 for i in range(4)}
+    assert time.monotonic() - start < 4 * 0.5 + 1.0  # two at a time, not one after another
+    spans = [line.split() for line in (tmp_path / "seen.txt").read_text().splitlines()]
+    assert sorted(gpu for gpu, _, _ in spans) == ["3", "3", "5", "5"]
+    for gpu in ("3", "5"):
+        mine = sorted((float(a), float(b)) for g, a, b in spans if g == gpu)
+        assert mine[0][1] <= mine[1][0]  # a GPU runs one point at a time
