@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from jsonargparse import CLI
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.validation import check_int
 
 TORCH = ["--cpu_threads.threads", "torch"]
 SETTINGS: dict[str, tuple[dict[str, str], list[str]]] = {
@@ -92,7 +93,8 @@ def main(
     for name, allowed, given in (("settings", SETTINGS, settings), ("loads", LOADS, loads)):
         bad = [g for g in given if g not in allowed]
         if bad:
-            raise SystemExit(f"error: {name} {bad} are not allowed; expected some of: {', '.join(allowed)}")
+            raise InputError(f"{name} {bad} are not allowed; expected some of: {', '.join(allowed)}")
+    check_int("hogs", hogs, minimum=0)
     load_average = os.getloadavg()[0]
     print(f"{fit_config}, {os.cpu_count()} cores, load average at start {load_average:.2f}; hogs={hogs}")
     times: dict[tuple[str, str], float] = {}
@@ -106,4 +108,6 @@ def main(
 
 
 if __name__ == "__main__":
-    CLI(main, as_positional=False)
+    from spe_lightning.cli.parser import script_main
+
+    script_main(main)

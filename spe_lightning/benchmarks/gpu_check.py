@@ -27,6 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from spe_lightning.benchmarks.loader import compare_loaders
 from spe_lightning.benchmarks.throughput import train_step
+from spe_lightning.cli.exit_policy import OneLineArgumentParser, exit_policy
+from spe_lightning.core.validation import check_int
 
 
 def timed(step: Callable[[], None], steps: int, device: str) -> tuple[float, float, float | None]:
@@ -66,7 +68,7 @@ def kernels_and_syncs(step: Callable[[], None], device: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    parser = argparse.ArgumentParser(prog="python -m spe_lightning.benchmarks.gpu_check", description=__doc__)
+    parser = OneLineArgumentParser(prog="python -m spe_lightning.benchmarks.gpu_check", description=__doc__)
     parser.add_argument("--attentions", nargs="+", default=["none", "se", "spem"])
     parser.add_argument("--depth", type=int, default=164)
     parser.add_argument("--block", default="bottleneck")
@@ -80,8 +82,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--images", type=int, default=20000, help="images for the loader comparison")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    if min(args.steps, args.batch_size) < 1 or args.warmup < 0:
-        parser.error(f"steps={args.steps} and batch_size={args.batch_size} must be >= 1, warmup >= 0")
+    check_int("steps", args.steps)
+    check_int("batch_size", args.batch_size)
+    check_int("warmup", args.warmup, minimum=0)
+    check_int("images", args.images)
     name = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     )
@@ -137,4 +141,5 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_policy():
+        main()

@@ -27,11 +27,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import CLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from spe_lightning.core.validation import check_int
 from spe_lightning.data import DigitsDataModule
 from spe_lightning.models import pooling_regularization
 from spe_lightning.training.callbacks import PoolingMonitor
@@ -118,10 +118,9 @@ def main(
     seed: int = 0,
 ) -> float:
     """Print median epoch times and the Lightning / plain ratio (and monitor on / off with ``monitor``)."""
-    if epochs < 2:
-        raise SystemExit(f"error: epochs={epochs} is not allowed; at least 2 (the first is warm-up)")
-    if steps is not None and steps < 1:
-        raise SystemExit(f"error: steps={steps} is not allowed; use an integer >= 1 or leave it out")
+    check_int("epochs", epochs, minimum=2, hint=" (the first is warm-up)")
+    check_int("rounds", rounds)
+    check_int("steps", steps, allow_none=True)
     data = DigitsDataModule(image_size=image_size, in_chans=1, batch_size=batch_size, seed=seed)
     data.setup("fit")
     loader = data.train_dataloader()
@@ -162,4 +161,6 @@ def main(
 
 
 if __name__ == "__main__":
-    CLI(main, as_positional=False)
+    from spe_lightning.cli.parser import script_main
+
+    script_main(main)

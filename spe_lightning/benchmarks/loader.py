@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from spe_lightning.core.validation import check_int
 from spe_lightning.data.base import TransformedSubset
 from spe_lightning.data.cifar import CIFAR_MEAN, CIFAR_STD, CIFAR10DataModule
 from spe_lightning.data.device_pipeline import DeviceAugmentedLoader
@@ -58,6 +59,11 @@ def compare_loaders(
     batch_size: int = 128,
 ) -> dict[str, float]:
     """Print images/s of each loader and its ratio to the first DataLoader."""
+    check_int("images", images)
+    check_int("rounds", rounds)
+    check_int("batch_size", batch_size)
+    for count in workers:
+        check_int("workers", count, minimum=0)
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, 10, images)]
@@ -85,6 +91,6 @@ def compare_loaders(
 
 
 if __name__ == "__main__":
-    from jsonargparse import CLI  # here, not at the top: gpu_check imports this module where it is missing
+    from spe_lightning.cli.parser import script_main  # not at the top: gpu_check imports this module
 
-    CLI(compare_loaders, as_positional=False)
+    script_main(compare_loaders)

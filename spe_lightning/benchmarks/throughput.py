@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric
 
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.validation import check_int
 from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
 from spe_lightning.training.recipe import paper_sgd
 from spe_lightning.training.speed import CompileOption, prepare_network, to_memory_format
@@ -33,7 +35,7 @@ BASELINE = ("32", False, False)
 def _unsupported(precision: str, device: str) -> str | None:
     """Why ``precision`` cannot be measured on ``device`` (None if it can)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not allowed; choose from {list(PRECISIONS)}")
+        raise InputError(f"precision {precision!r} is not allowed; choose from {list(PRECISIONS)}")
     if precision == "16-mixed" and device == "cpu":
         return "Lightning runs 16-mixed as bf16-mixed on CPU"
     if precision == "bf16-mixed" and device == "cuda" and not torch.cuda.is_bf16_supported():
@@ -96,9 +98,10 @@ def main(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not allowed; choose from ['auto', 'cpu', 'cuda']")
-    if min(steps, rounds) < 1 or warmup < 0:
-        raise ValueError(f"steps={steps} and rounds={rounds} must be >= 1 and warmup={warmup} >= 0")
+        raise InputError(f"device {device!r} is not allowed; choose from ['auto', 'cpu', 'cuda']")
+    check_int("steps", steps)
+    check_int("rounds", rounds)
+    check_int("warmup", warmup, minimum=0)
     if threads:
         torch.set_num_threads(threads)
     configs = [BASELINE]
@@ -141,6 +144,6 @@ def main(
 
 
 if __name__ == "__main__":
-    from jsonargparse import CLI  # here, not at the top: gpu_check imports this module where it is missing
+    from spe_lightning.cli.parser import script_main  # not at the top: gpu_check imports this module
 
-    CLI(main, as_positional=False)
+    script_main(main)

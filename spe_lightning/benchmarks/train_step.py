@@ -24,9 +24,10 @@ import statistics
 import time
 
 import torch
-from jsonargparse import CLI
 from torch import nn
 
+from spe_lightning.core.errors import InputError
+from spe_lightning.core.validation import check_int
 from spe_lightning.layers import LearnedMixPool
 from spe_lightning.models import create_backbone, pooling_regularization
 
@@ -76,6 +77,12 @@ def main(
 
     Returns the paired ratios.
     """
+    if not attentions:
+        raise InputError("attentions=[] is not allowed; name at least one (the first is the baseline)")
+    for name, value, minimum in (("batch_size", batch_size, 1), ("image_size", image_size, 1),
+                                 ("rounds", rounds, 1), ("warmup", warmup, 0)):  # fmt: skip
+        check_int(name, value, minimum=minimum)
+    check_int("threads", threads, allow_none=True)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -110,4 +117,6 @@ def main(
 
 
 if __name__ == "__main__":
-    CLI(main, as_positional=False)
+    from spe_lightning.cli.parser import script_main
+
+    script_main(main)

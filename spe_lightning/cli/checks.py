@@ -21,12 +21,15 @@ from lightning.pytorch.cli import instantiate_class
 
 from spe_lightning.cli.config_files import config_args
 from spe_lightning.core.errors import InputError, MissingInput
+from spe_lightning.core.resources import host_memory, readable_bytes
 from spe_lightning.core.validation import check_int
+from spe_lightning.models import convolution_outputs
 from spe_lightning.runs.checkpoints import check_checkpoint_fits
 from spe_lightning.runs.log_names import monitorable_metrics
 from spe_lightning.runs.plan import RunPlan
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.training.classifier import ImageClassifier
+from spe_lightning.training.identity import EVALUATION_KEYS, differences, recorded_identity
 
 POSITIVE_TRAINER_KEYS = (
     "accumulate_grad_batches",
@@ -104,14 +107,18 @@ def check_before_run(
     model: ImageClassifier,
     datamodule: LightningDataModule | None,
     config: Namespace,
+    requested_model: dict[str, Any],
 ) -> None:
-    """After the classes are built, before the run folder exists: outputs, checkpoint, metrics, data."""
+    """After the classes are built, before the run folder exists: outputs, checkpoint (the experiment it
+    belongs to, its weights), metrics, data. ``requested_model`` is the model config as the user gave it
+    (LightningCLI replaces it with a checkpoint's hyperparameters before the model is built)."""
     check_writable(plan.folder)
     writers = [cb for cb in trainer.callbacks if isinstance(cb, CSVPredictionWriter)]
     if plan.subcommand == "predict":
         for writer in writers:
             _check_new_file(writer.output_path, "prediction_writer.output_path")
     if plan.checkpoint is not None and plan.ckpt_path is not None:
+        check_identity(plan, model, datamodule, requested_model)
         check_checkpoint_fits(plan.checkpoint, model, plan.ckpt_path)
         if not plan.fitting:
             check_finite(plan.checkpoint, plan.ckpt_path, model)
@@ -120,8 +127,93 @@ def check_before_run(
         if plan.ckpt_path is None:
             model.check_pretrained_weights()
     if datamodule is not None:
+        check_memory(plan.fitting, trainer, model, datamodule)
         datamodule.prepare_data()
         datamodule.setup(plan.subcommand)  # Lightning's stage names are the subcommands
+
+
+def check_identity(
+    plan: RunPlan, model: ImageClassifier, datamodule: LightningDataModule | None, requested: dict[str, Any]
+) -> None:
+    """The checkpoint belongs to the experiment this config describes (see
+    :mod:`spe_lightning.training.identity`): all of it to continue training, the network and the class list
+    to evaluate."""
+    hparams = {**dict(model.hparams), **requested}  # the user's own values: the checkpoint's must match them
+    current = model.identity(hparams, datamodule)
+    recorded = recorded_identity(plan.checkpoint)
+    changed = differences(recorded, current, () if plan.fitting else EVALUATION_KEYS)
+    if not changed:
+        return
+    more = (
+        f" (and {', '.join(line.split('=')[0].split(':')[0] for line in changed[1:])})" if changed[1:] else ""
+    )
+    if plan.fitting:
+        raise InputError(
+            f"checkpoint {plan.ckpt_path} belongs to another experiment: it was trained with "
+            f"{changed[0]}{more}; a resume continues the same experiment (what may change is listed in the "
+            f"README); to train from its weights with this config, start a new run: "
+            f"--model.init_from={plan.ckpt_path}"
+        )
+    raise InputError(
+        f"checkpoint {plan.ckpt_path} was trained for another network or class list: {changed[0]}{more}; "
+        "evaluate it with the model and data options it was trained with"
+    )
+
+
+MEASURED_SIDE = 32
+"""Image side at which a network's activations are measured, then scaled by area to the configured size."""
+
+
+def bytes_per_activation(precision: str) -> int:
+    """Bytes one activation takes under Lightning's ``trainer.precision`` ("16-mixed", "bf16-true", "32-true",
+    "64-true", ...): 2 for 16-bit, 8 for 64-bit, else 4."""
+    if precision.startswith(("16", "bf16")):
+        return 2
+    return 8 if precision.startswith("64") else 4
+
+
+WORKER_MEMORY = 50 * 2**20
+"""A lower bound on what a DataLoader worker process costs (an interpreter with torch loaded)."""
+
+
+def check_memory(
+    fitting: bool, trainer: Trainer, model: ImageClassifier, datamodule: LightningDataModule
+) -> None:
+    """Settings that decide memory (image size, batch size, workers) against what the device has, before the
+    first allocation: the data ``setup`` will hold, and at least the convolution outputs one training step
+    keeps for its backward pass (the largest one, for evaluation), measured at a small size and scaled."""
+    host = host_memory()
+    data = getattr(datamodule, "memory_needed", lambda: 0)()
+    size = getattr(datamodule, "image_size", None)
+    if data > host:
+        raise InputError(
+            f"data.image_size={size} makes the dataset {readable_bytes(data)} in memory, more than the "
+            f"{readable_bytes(host)} this machine has; choose a smaller image_size"
+        )
+    workers = getattr(datamodule, "workers", lambda: 0)()
+    if workers * WORKER_MEMORY > host:
+        raise InputError(
+            f"data.num_workers={workers} needs at least {readable_bytes(workers * WORKER_MEMORY)} for its "
+            f"processes, more than the {readable_bytes(host)} this machine has; use null (Lightning's "
+            "suggestion for the machine) or fewer"
+        )
+    batch = getattr(datamodule, "batch_size" if fitting else "eval_batch_size", None)
+    if not size or not batch:
+        return
+    side = min(size, MEASURED_SIDE)
+    total, largest = convolution_outputs(model.net, (model.hparams.in_chans, side, side))
+    scale = (size / side) ** 2 * batch * bytes_per_activation(str(trainer.precision))
+    needed = (total if fitting else largest) * scale
+    device = trainer.strategy.root_device
+    available = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else host
+    if needed > available:
+        step = "one training step" if fitting else "one evaluation batch"
+        batch_key = "batch_size" if fitting else "eval_batch_size"
+        raise InputError(
+            f"data.image_size={size} with data.{batch_key}={batch} needs at least {readable_bytes(needed)} "
+            f"for {step} ({model.hparams.backbone}'s convolution outputs), more than the "
+            f"{readable_bytes(available)} of {device.type} memory; lower image_size or {batch_key}"
+        )
 
 
 def check_writable(folder: Path, option: str = "--trainer.logger.init_args.save_dir") -> None:

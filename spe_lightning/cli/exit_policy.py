@@ -1,6 +1,7 @@
 """How every command ends: one exit code per kind of ending, and one line on stderr, never a traceback.
 
-Exit codes (the only place they are chosen), by where a failure came from:
+Exit codes, by where a failure came from (each error type carries its code, ``exit_code``, in
+:mod:`spe_lightning.core.errors`; a rank that ends itself uses the same):
 
 * 0 finished;
 * 2 bad input: an :class:`~spe_lightning.core.errors.InputError` (a value, file or folder the user can fix,
@@ -8,27 +9,30 @@ Exit codes (the only place they are chosen), by where a failure came from:
 * 1 a failure while working: a :class:`~spe_lightning.core.errors.RunFailure` (a non-finite loss, a full
   disk), and any other exception, which is a bug of ours or of a library: its type, its first line and
   how to see the traceback;
-* 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM (a scheduler's preemption): 128 + the signal.
+* 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM (a scheduler's preemption): 128 + the signal;
+  141 (SIGPIPE), quietly, when the reader of its output left (``... | head``).
 
 ``JSONARGPARSE_DEBUG=true`` (jsonargparse's own switch) shows tracebacks instead of one-line errors.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
+from typing import NoReturn
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from spe_lightning.core.errors import InputError, RunFailure, summarize
+from spe_lightning.core.signals import StopRequest
 
-EXIT_FAILED, EXIT_INPUT = 1, 2
+EXIT_FAILED, EXIT_INPUT = RunFailure.exit_code, InputError.exit_code
 DEBUG_VARIABLE = "JSONARGPARSE_DEBUG"
 TRACEBACK_HINT = f"{DEBUG_VARIABLE}=true shows the traceback"
 
@@ -38,43 +42,10 @@ def debug() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").lower() == "true"
 
 
-class StopSignal:
-    """SIGINT ends a run the way SIGTERM does: after the current batch, with a checkpoint, resumable.
+class ResumeHint:
+    """The command that continues the run a signal stopped (fit only), printed with the stop."""
 
-    Lightning stops at the next batch boundary on SIGTERM (``SIGTERMException``); while its handler is
-    installed, a first Ctrl-C is forwarded to it and remembered, so the exit code still says SIGINT. A
-    second Ctrl-C, or one outside a running trainer, interrupts at once.
-    """
-
-    received: int | None = None
-    resume_command: str | None = None
-    """The command that continues the interrupted run (fit only), printed when a signal stops it."""
-
-    @classmethod
-    @contextmanager
-    def forwarding(cls, resume_command: str | None) -> Iterator[None]:
-        cls.received, cls.resume_command = None, resume_command
-        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, cls._on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    @classmethod
-    def _on_sigint(cls, signum: int, frame: FrameType | None) -> None:
-        handler = signal.getsignal(signal.SIGTERM)
-        first = cls.received is None
-        cls.received = signal.SIGINT
-        if not first or not callable(handler):
-            raise KeyboardInterrupt
-        handler(signal.SIGTERM, frame)
-
-    @classmethod
-    def exit_code(cls) -> int:
-        return 128 + (cls.received or signal.SIGTERM)
+    command: str | None = None
 
 
 def failure_line(err: BaseException) -> tuple[str, int]:
@@ -94,21 +65,38 @@ def failure_line(err: BaseException) -> tuple[str, int]:
 
 @contextmanager
 def exit_policy() -> Iterator[None]:
-    """End a failed command with ``error: <one line>`` and its exit code, never a traceback (unless debug)."""
-    StopSignal.received = StopSignal.resume_command = None
-    try:
-        yield
-    except (SIGTERMException, KeyboardInterrupt, SystemExit) as err:
-        if isinstance(err, SystemExit) and not (isinstance(err, SIGTERMException) or StopSignal.received):
-            raise  # the parser's own exits (--help, its one-line errors) and sys.exit calls
-        code = 130 if isinstance(err, KeyboardInterrupt) else StopSignal.exit_code()
-        name = signal.Signals(code - 128).name
-        hint = f"; continue with: {StopSignal.resume_command}" if StopSignal.resume_command else ""
-        print(f"stopped by {name}{hint}", file=sys.stderr)
-        sys.exit(code)
-    except Exception as err:
-        if debug():
-            raise
-        message, code = failure_line(err)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(code)
+    """End a failed command with ``error: <one line>`` and its exit code, never a traceback (unless debug);
+    a command stopped by a signal with ``stopped by <signal>`` and 128 + the signal (see
+    :mod:`spe_lightning.core.signals`), printed by rank 0 only."""
+    ResumeHint.command = None
+    with StopRequest.listening():
+        try:
+            yield
+        except (SIGTERMException, KeyboardInterrupt, SystemExit) as err:
+            signalled = isinstance(err, (SIGTERMException, KeyboardInterrupt)) or StopRequest.received
+            if isinstance(err, SystemExit) and not signalled:
+                raise  # the parser's own exits (--help, its one-line errors) and sys.exit calls
+            default = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
+            code = StopRequest.exit_code(default)
+            if rank_zero_only.rank == 0:
+                hint = f"; continue with: {ResumeHint.command}" if ResumeHint.command else ""
+                print(f"stopped by {signal.Signals(code - 128).name}{hint}", file=sys.stderr)
+            sys.exit(code)
+        except BrokenPipeError:  # the reader of stdout left (``| head``): stop quietly, as a shell tool does
+            # stdout to nowhere: Python's flush at exit would fail on the closed pipe again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
+        except Exception as err:
+            if debug():
+                raise
+            message, code = failure_line(err)
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(code)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """The standard library's parser (for scripts that run where jsonargparse is missing), its errors one
+    line on stderr, exit 2, as every command's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {' '.join(message.split())}\n")

@@ -10,12 +10,19 @@ import logging
 import re
 import warnings
 
+from PIL import Image
+
 WARNINGS = (
     # Lightning's own pytree helper builds a LeafSpec, which torch 2.10+ deprecates: Lightning's to fix.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\."),
-    # The CLI's optimizer groups are the configuration; the classifier's own configure_optimizers (the
-    # same recipe, for use outside the CLI) is replaced on purpose.
-    (r".*configure_optimizers` will be overridden by", UserWarning, r"lightning\.pytorch\.cli"),
+    # PIL's decompression-bomb warning: the image is refused by its size with one error line anyway
+    (r"Image size \(\d+ pixels\) exceeds limit", Image.DecompressionBombWarning, r"PIL\.Image"),
+    # A tool built on the CLI (export) passes the arguments after its own name, by design.
+    (
+        r"LightningCLI's args parameter is intended to run from within Python",
+        UserWarning,
+        r"lightning\.pytorch\.cli",
+    ),
 )
 """(message regex, category, module regex) of each silenced warning."""
 

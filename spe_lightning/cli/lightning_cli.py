@@ -30,7 +30,7 @@ from torch.optim import Optimizer
 import spe_lightning.data  # noqa: F401  (imported so configs can name datamodules by class name alone)
 from spe_lightning.cli.checks import check_before_run, check_config, check_config_files
 from spe_lightning.cli.config_files import resolve_config_args
-from spe_lightning.cli.exit_policy import StopSignal, debug, exit_policy
+from spe_lightning.cli.exit_policy import ResumeHint, debug, exit_policy
 from spe_lightning.cli.library_notices import quiet_notices
 from spe_lightning.cli.moved_modules import map_moved_modules
 from spe_lightning.cli.parser import SPEArgumentParser, concise_parser_error
@@ -46,6 +46,7 @@ from spe_lightning.training.callbacks.cpu_threads import CPUThreads
 from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
+from spe_lightning.training.callbacks.signals import PeerWatch, StopOnSignal
 from spe_lightning.training.classifier import ImageClassifier
 from spe_lightning.training.recipe import PAPER_LR_SCHEDULER, PAPER_OPTIMIZER
 from spe_lightning.training.speed import evaluates_in_inference_mode
@@ -66,11 +67,24 @@ def command_line(args: ArgsType) -> list[str]:
     return [] if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record comes (notebooks and tests replace it; a stream
+    bound once would be closed by then)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """``StreamHandler.__init__`` sets a stream; this handler always looks it up."""
+
+
 def _show_kernel_build() -> None:
     """Let the one-time build of the CPU kernel (a pause of some seconds at the first step) say so."""
     log = logging.getLogger("spe_lightning.kernels")
     if not log.handlers:
-        log.addHandler(logging.StreamHandler())
+        log.addHandler(_CurrentStderr())
         log.setLevel(logging.INFO)
 
 
@@ -149,9 +163,10 @@ class SPECLI(LightningCLI):
         self.argv = command_line(kwargs.get("args"))
         self.parse_only = parse_only
         self.plan: RunPlan | None = None
+        self.requested_model: dict[str, Any] = {}
         self.lock: RunLock | None = None
         self.stack = ExitStack()
-        with self.stack:  # on any ending: the SIGINT handler restored, the run's lock released
+        with self.stack:  # on any ending: the run's lock released
             super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -192,6 +207,7 @@ class SPECLI(LightningCLI):
             raise ParsedConfig(config)
         if subcommand is None:
             return
+        self.requested_model = config.model.as_dict()  # before LightningCLI merges a checkpoint's hparams
         name_unnamed_runs(config)
         config.trainer.inference_mode &= evaluates_in_inference_mode(config.model.compile)
         self.plan = plan_run(config, subcommand)
@@ -219,13 +235,20 @@ class SPECLI(LightningCLI):
     def start_run(self) -> None:
         """Before any subcommand: check everything, then claim the folder (and lock a fit run)."""
         subcommand = self.subcommand
-        check_before_run(self.plan, self.trainer, self.model, self.datamodule, self.config_init[subcommand])
+        check_before_run(
+            self.plan,
+            self.trainer,
+            self.model,
+            self.datamodule,
+            self.config_init[subcommand],
+            self.requested_model,
+        )
         if self.plan.notice:
             rank_zero_info(self.plan.notice)
         self.lock = self.plan.claim()
         if self.lock is not None:
             self.stack.callback(self.lock.release)
-        self.stack.enter_context(StopSignal.forwarding(self.plan.resume_command(self.argv)))
+        ResumeHint.command = self.plan.resume_command(self.argv)
 
     before_fit = before_validate = before_test = before_predict = start_run
 
@@ -285,7 +308,7 @@ def build_cli(
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "plugins": {"class_path": "spe_lightning.runs.checkpoints.SafeCheckpointIO"},
-            "callbacks": [RandomState()],
+            "callbacks": [RandomState(), StopOnSignal(), PeerWatch()],
             "logger": {
                 "class_path": "spe_lightning.training.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": "runs", "name": None},
@@ -308,12 +331,14 @@ def prepare_arguments(args: ArgsType) -> list[str]:
 
 
 def parse_config(args: list[str]) -> Namespace:
-    """A subcommand's arguments (``["fit", "--config", ...]``) parsed and checked as ``cli_main`` would,
-    building nothing; a bad one is an :class:`InputError` that names it."""
+    """A subcommand's arguments (``["fit", "--config", ...]``) parsed and checked as ``cli_main`` would, and
+    its model built once (names and arguments only its constructor knows: an unknown attention, an impossible
+    depth); no data, trainer or folder. A bad value is an :class:`InputError` that names it."""
     argv = prepare_arguments(args)
     try:
         build_cli(argv, parse_only=True)
     except ParsedConfig as parsed:
+        ImageClassifier(**parsed.config.model.as_dict())
         return parsed.config
     raise RuntimeError("the parser returned without a config")  # parse_only always raises ParsedConfig
 
@@ -327,7 +352,5 @@ def cli_main(args: ArgsType = None, tools: dict[str, str] | None = None) -> SPEC
         _show_kernel_build()
         if args is None:  # with config names resolved: also what DDP's launcher starts its ranks with
             sys.argv[1:] = argv
-            return build_cli(
-                None, tools=tools
-            )  # LightningCLI reads sys.argv itself  # LightningCLI reads sys.argv itself
+            return build_cli(None, tools=tools)  # LightningCLI reads sys.argv itself
         return build_cli(args if isinstance(args, (dict, Namespace)) else argv, tools=tools)

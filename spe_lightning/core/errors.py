@@ -14,13 +14,18 @@ class InputError(ValueError):
     A ``ValueError``, so Python callers that catch ``ValueError`` around a constructor keep working.
     """
 
+    exit_code = 2
+
 
 class MissingInput(InputError, FileNotFoundError):
     """A configured file or folder that does not exist (still a ``FileNotFoundError`` for Python callers)."""
 
 
 class RunFailure(RuntimeError):
-    """A run that started and could not go on (a full disk, say); its message says what is kept."""
+    """A run that started and could not go on (a full disk, say); its message says what is kept. Exit status
+    1, as any other failure while working (a rank that died, a bug)."""
+
+    exit_code = 1
 
 
 WORKER_TRACEBACK = "Original Traceback"

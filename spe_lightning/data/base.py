@@ -144,6 +144,33 @@ class ImageDataModule(LightningDataModule, ABC):
         self.train_indices: list[int] | None = None
         """The training split's indices into the train source when ``val_split`` holds some out."""
 
+    def identity(self) -> dict[str, Any]:
+        """What defines the data of an experiment: which images, how they are split, how they are shaped
+        and normalised, which classes in which order, in which batches. A resumed run must have the same
+        (:mod:`spe_lightning.training.identity`); loader speed settings are not part of it."""
+        return {
+            "datamodule": type(self).__name__,
+            "source": self.source(),
+            "seed": self.seed,
+            "val_split": self.val_split,
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "classes": list(self.classes) if self.classes else None,
+            "num_classes": self.num_classes,
+            "batch_size": self.batch_size,
+            "drop_last": self.drop_last,
+        }
+
+    def memory_needed(self) -> int:
+        """Bytes ``setup`` allocates for the data itself (0: images are read as they are needed)."""
+        return 0
+
+    def source(self) -> str | None:
+        """Where the images come from (a data folder), if the dataset is not built in."""
+        return None
+
     @abstractmethod
     def _load_split(self, split: Split) -> Dataset:
         """Untransformed ``(sample, target)`` dataset of a split (``"val"`` only where ``val_source`` is)."""

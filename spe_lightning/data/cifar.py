@@ -73,6 +73,9 @@ class CIFAR10DataModule(ImageDataModule):
     def root(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
+    def source(self) -> str:
+        return str(self.root)
+
     @property
     def folder(self) -> Path:
         """Where the extracted batch files are expected."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import torch
 from sklearn.datasets import load_digits
@@ -13,6 +14,7 @@ from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_fraction
 from spe_lightning.data.base import ImageDataModule, Split, seeded_split
 
+DIGITS_COUNT = 1797
 # Pixel statistics of all 1797 images scaled to [0, 1] (fixed, like the CIFAR constants).
 DIGITS_MEAN = (0.3053,)
 DIGITS_STD = (0.3761,)
@@ -34,7 +36,8 @@ class DigitsDataModule(ImageDataModule):
             :class:`ImageDataModule`; ``num_workers`` defaults to 0 because the data is a small in-memory
             tensor and worker start-up would cost more than it saves.
 
-    Predict images must be single-channel (PIL mode ``L``, bright ink on dark background) of any size;
+    Predict images (bright ink on dark background, any size, any mode: read by the rule of
+    :mod:`~spe_lightning.data.images`, colour ones only if gray) are read as one channel;
     they are resized to ``image_size`` the same way as the data.
     """
 
@@ -78,6 +81,13 @@ class DigitsDataModule(ImageDataModule):
         self.predict_transform = v2.Compose(
             [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), self._resize, *finish]
         )
+
+    def memory_needed(self) -> int:
+        """The digits resized once to ``image_size``, float32: 1797 x size x size x 4 bytes."""
+        return DIGITS_COUNT * self.image_size**2 * 4
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "test_split": self.test_split}
 
     @cached_property
     def _digits(self) -> tuple[TensorDataset, list[int], list[int]]:

@@ -1,43 +1,39 @@
-"""Images on disk for ``predict``: a single file or a folder of files, checked up front."""
+"""Images on disk for ``predict``: a single file or a folder of files, every one read and checked up front."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from spe_lightning.core.errors import InputError, MissingInput
+from spe_lightning.data.images import CHANNELS, read_image
 
-_MODES = {1: "L", 3: "RGB"}
-
-
-def image_channels(image: Image.Image) -> int:
-    """Channels of a PIL image; a palette image counts the channels of its palette (RGB or RGBA)."""
-    if image.mode == "P" and image.palette is not None:
-        return len(image.palette.mode)
-    return len(image.getbands())
+READ_WORKERS = 8
+"""Threads that read the files up front (file reads dominate, so threads overlap them)."""
 
 
 class ImageFileDataset(Dataset):
     """``(transform(image), path)`` for an image file or the image files of a folder (sorted, not recursive).
 
-    Every file is opened once here so that a wrong channel count (e.g. an RGBA or grayscale image where RGB
-    is expected) fails before any prediction runs, naming the file; images are never silently converted
-    to another channel count.
+    Every file is read once here by the project's one rule (:func:`~spe_lightning.data.images.read_image`:
+    any PIL mode and bit depth to [0, 1], grayscale replicated for a colour network, colour refused for a
+    grayscale one unless it is gray), so a file that cannot be read faithfully fails before any prediction
+    is written, naming the file.
     """
 
     def __init__(self, path: str | Path, transform: Callable, channels: int = 3) -> None:
-        if channels not in _MODES:
-            raise InputError(f"channels must be one of {sorted(_MODES)}, got {channels}")
+        if channels not in CHANNELS:
+            raise InputError(f"channels={channels!r} is not allowed; images are read with 1 or 3 channels")
         self.transform = transform
         self.channels = channels
         self.files = self._list_files(Path(path).expanduser().resolve())
-        for file in self.files:
-            self._check_channels(file)
+        with ThreadPoolExecutor(READ_WORKERS) as pool:
+            list(pool.map(self._read, self.files))  # the first error, if any, is raised here
 
     @staticmethod
     def _list_files(path: Path) -> list[Path]:
@@ -53,23 +49,12 @@ class ImageFileDataset(Dataset):
             raise InputError(f"predict_path {path} is not an image file (allowed: {allowed})")
         return [path]
 
-    def _check_channels(self, file: Path) -> None:
-        try:
-            with Image.open(file) as image:
-                found, mode = image_channels(image), image.mode
-        except (OSError, UnidentifiedImageError) as err:
-            raise InputError(f"cannot read image {file}: {err}") from err
-        if found != self.channels:
-            raise InputError(
-                f"image {file} has {found} channel(s) (PIL mode {mode}), expected {self.channels} "
-                f"({_MODES[self.channels]}); convert it first"
-            )
+    def _read(self, file: Path) -> Any:
+        return read_image(file, self.channels)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Any, str]:
         file = self.files[index]
-        with Image.open(file) as image:
-            image = image.convert(_MODES[self.channels])
-        return self.transform(image), str(file)
+        return self.transform(self._read(file)), str(file)

@@ -3,9 +3,11 @@
 Folders are read by :class:`CheckedImageFolder`: symlinked folders and files are followed, but a link that
 leads to a folder the split already reads (a loop such as ``train/cat/loop -> ..``, or a second link to one
 folder) is an error naming the link, never a walk through the loop or images under the wrong class. Every
-image is opened and verified up front (``PIL.Image.verify``: the header, and for PNG every chunk's CRC), so
-a text file named ``.jpg``, an empty file or a truncated PNG is named before the run starts; an image that
-still fails to decode later (a truncated JPEG) stops the run with an error naming the file.
+image's header is checked up front (:func:`~spe_lightning.data.images.check_image_file`: PIL's verify, for
+PNG every chunk's CRC, the size and the mode), so a text file named ``.jpg``, an empty file, a truncated PNG
+or a decompression bomb is named before the run starts; images are read by the one rule of
+:func:`~spe_lightning.data.images.read_image`, and one that still fails to decode later (a truncated JPEG)
+stops the run with an error naming the file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
@@ -25,6 +26,7 @@ from torchvision.transforms import v2
 from spe_lightning.core.errors import InputError, MissingInput
 from spe_lightning.core.validation import check_int
 from spe_lightning.data.base import ImageDataModule, Split, to_normalized_tensor
+from spe_lightning.data.images import check_image_file, read_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,6 +70,9 @@ class ImageFolderDataModule(ImageDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def source(self) -> str:
+        return str(Path(self.data_dir).expanduser().resolve())
+
     @staticmethod
     def _find_dirs(root: Path) -> dict[str, Path]:
         if not root.is_dir():
@@ -110,23 +115,9 @@ class ImageFolderDataModule(ImageDataModule):
             raise MissingInput(f"{path}: {' '.join(str(err).split())}") from err
 
 
-def load_rgb(path: str) -> Image.Image:
-    """Decode an image as RGB; a file that cannot be decoded is an error that names it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for unreadable or truncated files
-        raise InputError(f"cannot decode image {path} ({err}); delete or replace it") from err
-
-
-def verify_image(path: str) -> str | None:
-    """Why ``path`` is not a readable image (None if it is): header and, for PNG, every chunk's CRC."""
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except Exception as err:  # PIL raises many types for bad files: OSError, SyntaxError, struct.error ...
-        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    return None
+def read_rgb(path: str):
+    """An image file as a 3-channel float tensor in [0, 1] (:func:`~spe_lightning.data.images.read_image`)."""
+    return read_image(path, 3)
 
 
 class CheckedImageFolder(ImageFolder):
@@ -138,12 +129,9 @@ class CheckedImageFolder(ImageFolder):
     """
 
     def __init__(self, root: str | Path, verify_workers: int = 8) -> None:
-        super().__init__(root, loader=load_rgb)
-        paths = [path for path, _ in self.samples]
+        super().__init__(root, loader=read_rgb)
         with ThreadPoolExecutor(verify_workers) as pool:
-            for path, problem in zip(paths, pool.map(verify_image, paths), strict=True):
-                if problem is not None:
-                    raise InputError(f"cannot read image {path} ({problem}); delete or replace it")
+            list(pool.map(check_image_file, [path for path, _ in self.samples]))  # raises the first problem
 
     @staticmethod
     def make_dataset(

@@ -2,7 +2,7 @@
 
 from spe_lightning.models.attach import NormAttention, attach_attention, attention_modules
 from spe_lightning.models.cifar_resnet import CifarResNet, blocks_per_stage
-from spe_lightning.models.complexity import count_flops, count_parameters
+from spe_lightning.models.complexity import convolution_outputs, count_flops, count_parameters
 from spe_lightning.models.factory import (
     BACKBONES,
     backbone_label,
@@ -30,6 +30,7 @@ __all__ = [
     "backbone_names",
     "blocks_per_stage",
     "check_pretrained",
+    "convolution_outputs",
     "count_flops",
     "count_parameters",
     "create_backbone",

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
 
 from spe_lightning.core.errors import InputError
+from spe_lightning.core.resources import host_memory, readable_bytes
 
 _BLOCKS: dict[str, tuple[type[BasicBlock | Bottleneck], int]] = {
     "basic": (BasicBlock, 2),  # conv layers per block
@@ -31,6 +32,24 @@ def blocks_per_stage(depth: int, block: str) -> int:
             f"for n >= 1 ({examples}, ...)"
         )
     return (depth - 2) // per_stage
+
+
+STAGES = ((16, 1), (32, 2), (64, 2))
+"""(planes, stride) of the three stages."""
+
+
+def check_fits_in_memory(depth: int, block: type[BasicBlock | Bottleneck], n: int) -> None:
+    """Refuse a depth whose weights alone would not fit in this machine's memory, before building it."""
+    per_block = sum(
+        p.numel() for planes, _ in STAGES for p in block(planes * block.expansion, planes).parameters()
+    )
+    needed = 4 * n * per_block  # float32 weights; training needs about three times as much
+    if needed > host_memory():
+        raise InputError(
+            f"depth={depth} builds {3 * n:,} blocks with about {n * per_block:,} parameters, "
+            f"{readable_bytes(needed)} of weights alone, more than the {readable_bytes(host_memory())} of "
+            "memory this machine has; choose a smaller depth"
+        )
 
 
 def make_stage(
@@ -53,11 +72,12 @@ class CifarResNet(nn.Module):
         super().__init__()
         n = blocks_per_stage(depth, block)
         block_cls = _BLOCKS[block][0]
+        check_fits_in_memory(depth, block_cls, n)
         self.conv1 = conv3x3(in_chans, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
         inplanes = 16
-        for i, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+        for i, (planes, stride) in enumerate(STAGES, start=1):
             self.add_module(f"layer{i}", make_stage(block_cls, inplanes, planes, n, stride))
             inplanes = planes * block_cls.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)

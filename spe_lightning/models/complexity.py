@@ -1,4 +1,5 @@
-"""What a network costs: its parameters and the FLOPs of one forward, counted the way the papers count.
+"""What a network costs: its parameters, the FLOPs of one forward (counted the way the papers count) and the
+activations a training step keeps.
 
 FLOPs come from ``torch.utils.flop_counter`` for one image: 2 FLOPs per multiply-accumulate of
 convolutions and matrix products. Pooling, gating and other elementwise work is not counted, which is
@@ -28,3 +29,24 @@ def count_flops(net: nn.Module, input_shape: tuple[int, ...]) -> int:
     finally:
         net.train(was_training)
     return counter.get_total_flops()
+
+
+def convolution_outputs(net: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(all, the largest) convolution and linear output elements of one eval-mode forward on a single input
+    of ``input_shape`` (C, H, W): what a training step at least keeps for its backward pass, per image."""
+    sizes: list[int] = []
+    hooks = [
+        module.register_forward_hook(lambda module, args, out: sizes.append(out.numel()))
+        for module in net.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *input_shape))
+    finally:
+        net.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return sum(sizes), max(sizes, default=0)

@@ -82,10 +82,13 @@ def load_checkpoint_file(
     return checkpoint
 
 
-def check_checkpoint_fits(checkpoint: dict[str, Any], model: nn.Module, path: PathLike) -> None:
-    """Raise a one-line :class:`CheckpointError` if ``checkpoint``'s weights do not fit ``model`` exactly."""
-    saved: dict[str, Any] = checkpoint["state_dict"]
-    expected = model.state_dict()
+def check_checkpoint_fits(
+    checkpoint: dict[str, Any], model: nn.Module, path: PathLike, prefix: str = ""
+) -> None:
+    """Raise a one-line :class:`CheckpointError` if ``checkpoint``'s weights do not fit ``model`` exactly
+    (those whose names start with ``prefix``: ``net.`` for the network alone)."""
+    saved = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    expected = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
     problems = []
     missing = [key for key in expected if key not in saved]
     unexpected = [key for key in saved if key not in expected]

@@ -36,7 +36,7 @@ RESULT = "result.json"
 EVENTS = "events.out.tfevents.*"
 GRID_MANIFEST = "grid.json"
 """A grid folder's list of points (written by ``python -m spe_lightning grid``)."""
-STATUSES = ("pending", "running", "finished", "interrupted", "failed")
+STATUSES = ("pending", "running", "finished", "interrupted", "damaged", "failed")
 """What :meth:`Run.status` (and a grid point that never started: ``pending``) can say."""
 
 
@@ -56,6 +56,10 @@ class Run:
 
     def has_checkpoint(self) -> bool:
         return self.last.is_file()
+
+    def checkpoint_files(self) -> list[Path]:
+        """Every checkpoint file the run holds (``last.ckpt`` and the best-k), by name."""
+        return sorted(self.checkpoints.glob("*.ckpt")) if self.checkpoints.is_dir() else []
 
     @property
     def result_file(self) -> Path:
@@ -80,12 +84,15 @@ class Run:
 
     def status(self) -> str:
         """``running`` (a process holds its lock), ``finished``, ``interrupted`` (a checkpoint to resume
-        from) or ``failed`` (stopped before its first checkpoint)."""
+        from), ``damaged`` (checkpoints, but no ``last.ckpt`` to resume from) or ``failed`` (stopped before
+        its first checkpoint)."""
         if RunLock.held(self.folder):
             return "running"
         if self.result_file.is_file():
             return "finished"
-        return "interrupted" if self.has_checkpoint() else "failed"
+        if self.has_checkpoint():
+            return "interrupted"
+        return "damaged" if self.checkpoint_files() else "failed"
 
     def best(self) -> Path | None:
         """The best-k checkpoint that ``last.ckpt``'s ``ModelCheckpoint`` state names as best."""
@@ -119,8 +126,9 @@ def versions(root: Path) -> list[Run]:
 
 
 def newest_run(root: Path, with_checkpoint: bool = False) -> Run | None:
-    """The highest ``version_N`` under ``root`` (with a ``last.ckpt`` if asked); evaluations never count."""
-    runs = [run for run in versions(root) if run.has_checkpoint() or not with_checkpoint]
+    """The highest ``version_N`` under ``root`` (holding a checkpoint file if asked: its ``last.ckpt`` may be
+    missing, a damaged run); evaluations never count."""
+    runs = [run for run in versions(root) if run.checkpoint_files() or not with_checkpoint]
     return runs[-1] if runs else None
 
 
@@ -165,5 +173,3 @@ def write_result(folder: Path, result: dict[str, Any]) -> None:
     tmp = folder / f".{RESULT}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, folder / RESULT)
-
-

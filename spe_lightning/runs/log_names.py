@@ -68,7 +68,8 @@ LAM = "lam"
 LR = metric(TRAIN, "lr")
 """The learning rate (Lightning's LearningRateMonitor would call it ``lr-SGD``, sorting before train)."""
 EPOCH = metric(TRAIN, "epoch")
-"""Lightning's ``epoch`` scalar, moved into ``train/`` by :class:`spe_lightning.training.loggers.TensorBoardLogger`."""
+"""Lightning's ``epoch`` scalar, moved into ``train/`` by our
+:class:`~spe_lightning.training.loggers.TensorBoardLogger`."""
 LAM_OVERVIEW = f"{WATCH}/lam_overview"
 
 DESCRIPTIONS = {

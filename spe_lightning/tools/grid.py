@@ -41,7 +41,7 @@ import yaml
 from jsonargparse import ActionConfigFile
 
 from spe_lightning.cli.lightning_cli import parse_config
-from spe_lightning.cli.parser import SPEArgumentParser
+from spe_lightning.cli.parser import ToolArgumentParser
 from spe_lightning.core.errors import InputError, RunFailure
 from spe_lightning.core.validation import check_int
 from spe_lightning.runs.layout import GRID_MANIFEST, newest_run
@@ -300,7 +300,7 @@ def run_grid(
 
 def main(args: list[str]) -> dict[str, Any]:
     """``python -m spe_lightning grid --config <grid file> [--launcher slurm] [--dry_run true] ...``."""
-    parser = SPEArgumentParser(prog="python -m spe_lightning grid", description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(prog="python -m spe_lightning grid", description=__doc__.split("\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="the grid file (YAML)")
     parser.add_function_arguments(run_grid, skip={"grid_file"})
     config = parser.parse_args(args)

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from spe_lightning.analysis.figures import plot_final_lam, save_figure
 from spe_lightning.analysis.reader import RunData, read_run
 from spe_lightning.analysis.tables import markdown_table
-from spe_lightning.cli.parser import SPEArgumentParser
+from spe_lightning.cli.parser import ToolArgumentParser
 from spe_lightning.core.errors import InputError, MissingInput
 from spe_lightning.models import count_parameters
 from spe_lightning.runs.layout import GRID_MANIFEST, Run, find_runs, newest_run
@@ -248,7 +248,7 @@ def report(folders: Sequence[str | Path], output: str | Path | None = None) -> d
 
 def main(args: list[str]) -> dict[str, Path]:
     """``python -m spe_lightning report <folder> [<folder> ...] [--output DIR]``."""
-    parser = SPEArgumentParser(prog="python -m spe_lightning report", description=__doc__.split("\n")[0])
+    parser = ToolArgumentParser(prog="python -m spe_lightning report", description=__doc__.split("\n")[0])
     parser.add_argument("--config", action=ActionConfigFile, help="the arguments as a YAML file")
     parser.add_argument("folders", nargs="+", help="runs or grid folders (e.g. runs/digits_smoke)")
     parser.add_argument("--output", default=None, help="folder for the report (default <folder>/report)")

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jsonargparse import CLI
+from jsonargparse import auto_cli
 
+from spe_lightning.cli.parser import ToolArgumentParser
 from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_int
 from spe_lightning.models import count_flops, count_parameters, create_backbone
@@ -88,4 +89,10 @@ def summary(
 
 def main(args: list[str]) -> list[ModelStats]:
     """``python -m spe_lightning summary [--backbone ...] [--attentions '[...]'] ...``."""
-    return CLI(summary, args=args, as_positional=False, prog="python -m spe_lightning summary")
+    return auto_cli(
+        summary,
+        args=args,
+        as_positional=False,
+        parser_class=ToolArgumentParser,
+        prog="python -m spe_lightning summary",
+    )

@@ -28,6 +28,7 @@ from spe_lightning.models import (
     pooling_parameters,
     pooling_regularization,
 )
+from spe_lightning.runs.checkpoints import check_checkpoint_fits, load_checkpoint_file
 from spe_lightning.runs.log_names import (
     ACCURACY_K,
     EPOCH_SUFFIX,
@@ -40,6 +41,7 @@ from spe_lightning.runs.log_names import (
     VAL_ACC1_BEST,
     metric,
 )
+from spe_lightning.training.identity import IDENTITY_KEY, experiment_identity
 from spe_lightning.training.metrics import TopKAccuracy
 from spe_lightning.training.recipe import (
     PAPER_LR_SCHEDULER,
@@ -103,6 +105,9 @@ class ImageClassifier(LightningModule):
             stepped every epoch; a ``ReduceLROnPlateau`` watches ``val/acc1`` unless it names a
             ``monitor``; None keeps the learning rate constant. The paper's MultiStepLR by default. On the
             command line: ``lr_scheduler:``.
+        init_from: a checkpoint of this project whose network weights start a fresh fit: a new experiment
+            (fine-tuning, another split, another recipe) in a new run, never a resume. Loaded when a fresh
+            fit starts, like ``weights``; the network must have the checkpoint's shapes.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class ImageClassifier(LightningModule):
         compile: CompileOption = False,
         optimizer: dict = PAPER_OPTIMIZER,  # plain dict: the form jsonargparse links a class section into
         lr_scheduler: dict | None = PAPER_LR_SCHEDULER,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if pool_alpha < 0:
@@ -209,14 +215,38 @@ class ImageClassifier(LightningModule):
         self._evaluate(batch, TEST, self.test_metrics)
 
     def check_pretrained_weights(self) -> None:
-        """Before a fresh fit: the pretrained weights file, if one is configured, exists."""
+        """Before a fresh fit: the pretrained weights file and the ``init_from`` checkpoint, if configured,
+        exist, and the checkpoint's network has this network's shapes."""
         if self.pretrained is not None:
             check_pretrained(self.hparams.backbone, self.pretrained)
+        init_from = self.hparams.get("init_from")
+        if init_from is not None:
+            check_checkpoint_fits(load_checkpoint_file(init_from, mmap=True), self, init_from, prefix="net.")
 
     def on_fit_start(self) -> None:
-        """Pretrained backbone weights: a fresh fit only (a restored checkpoint already holds the weights)."""
-        if self.pretrained is not None and self.trainer.ckpt_path is None:
+        """Starting weights, on a fresh fit only (a restored checkpoint already holds the weights): the plain
+        backbone's pretrained ones, then a checkpoint's whole network (``init_from``)."""
+        if self.trainer.ckpt_path is not None:
+            return
+        if self.pretrained is not None:
             load_backbone_weights(self.net, self.hparams.backbone, self.pretrained)
+        init_from = self.hparams.get("init_from")
+        if init_from is not None:
+            state = load_checkpoint_file(init_from)["state_dict"]
+            self.net.load_state_dict(
+                {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every checkpoint records the run's identity (:mod:`~spe_lightning.training.identity`)."""
+        checkpoint[IDENTITY_KEY] = self.identity(dict(self.hparams), self.trainer.datamodule)
+
+    def identity(self, hparams: dict[str, Any], datamodule: Any) -> dict[str, Any]:
+        """The experiment ``hparams`` (this classifier's own, or a config's) describe on this network."""
+        groups = self.parameter_groups(hparams.get("pool_weight_decay")) or [
+            {"params": list(self.parameters())}
+        ]
+        return experiment_identity(hparams, groups, datamodule)
 
     def on_train_start(self) -> None:
         # A fresh fit starts a fresh best; a resumed one keeps the restored value.
@@ -235,10 +265,9 @@ class ImageClassifier(LightningModule):
         x = batch if isinstance(batch, Tensor) else batch[0]
         return self(x).softmax(dim=-1)
 
-    def parameter_groups(self) -> list[dict[str, Any]] | None:
-        """With ``pool_weight_decay`` set: every other parameter, then the learned-mix p with that weight
-        decay; None (one group of all parameters) otherwise."""
-        decay = self.hparams.get("pool_weight_decay")
+    def parameter_groups(self, decay: float | None) -> list[dict[str, Any]] | None:
+        """With a weight ``decay`` for the learned-mix parameters p (``pool_weight_decay``): every other
+        parameter, then p with that weight decay; None (one group of all parameters) otherwise."""
         if decay is None or not self.pool_params:
             return None
         pool = {id(p) for p in self.pool_params}
@@ -248,7 +277,10 @@ class ImageClassifier(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """The optimizer over :meth:`parameter_groups`, and its scheduler stepped every epoch (logged as
         ``train/lr``); a plateau scheduler watches ``val/acc1`` unless it names its own ``monitor``."""
-        optimizer = build_optimizer(self.optimizer_spec, self.parameter_groups() or self.parameters())
+        optimizer = build_optimizer(
+            self.optimizer_spec,
+            self.parameter_groups(self.hparams.get("pool_weight_decay")) or self.parameters(),
+        )
         if self.lr_scheduler_spec is None:
             return {"optimizer": optimizer}
         scheduler = build_lr_scheduler(self.lr_scheduler_spec, optimizer)

@@ -4,7 +4,9 @@ before a run (:mod:`spe_lightning.cli.checks`) and every check below them that t
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -12,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning
+import numpy as np
 import pytest
 import torch
-from helpers.cli import QUICKSTART
+from helpers.cli import QUICKSTART, cli_error, run_cli, tiny_args
 from helpers.data import write_image_folder
 from helpers.processes import TIMEOUT, wait_for
 from PIL import Image
@@ -110,7 +113,7 @@ CASES = {
     ),
     "predict image with wrong channels": Case(
         ["--data.init_args.predict_path={tmp}/rgb.png", "--ckpt_path={tmp}/gray.ckpt"],
-        "image {tmp}/rgb.png has 3 channel(s) (PIL mode RGB), expected 1 (L)",
+        "image {tmp}/rgb.png is in colour, and the network takes 1 channel (grayscale)",
         subcommand="predict",
     ),
     "bad CPU kernel switch": Case(
@@ -139,7 +142,8 @@ CASES = {
     # case 3: a fresh fit must not write into a run that holds results
     "fresh fit into a run with checkpoints": Case(
         ["--trainer.logger.init_args.version=0"],
-        "run {tmp}/runs/default/version_0 already holds checkpoints/last.ckpt; continue it with --ckpt_path",
+        "run {tmp}/runs/default/version_0 already holds checkpoints (checkpoints/); "
+        "continue it with --ckpt_path",
     ),
     "fit from best rewinds a run": Case(["--ckpt_path=best"], "fit --ckpt_path best would rewind a run"),
     # case 4: predictions never over an existing file, the checkpoint least of all
@@ -257,7 +261,7 @@ def write_inputs(tmp: Path) -> None:
     (tmp / "typo.yaml").write_text("model:\n  atention: se\n")
     (tmp / "notes.ckpt").write_text("not a checkpoint\n")
     (tmp / "a_file").write_text("")
-    Image.new("RGB", (8, 8)).save(tmp / "rgb.png")
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp / "rgb.png")
     for split in ("train", "val"):
         (tmp / "one_class" / split / "cat").mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp / "one_class" / split / "cat" / "a.png")
@@ -357,3 +361,169 @@ def test_bad_input_exits_with_one_line_and_leaves_results_alone(name, tmp_path, 
     assert case.message.replace("{tmp}", str(tmp_path)) in errors[0]
     assert snapshot(tmp_path / "runs") == before  # nothing written over (or next to) earlier results
     assert not (tmp_path / "payload-ran").exists()
+
+
+# A run trained for real (2 epochs of the quickstart, shrunk): what a resume or an evaluation may not change.
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory) -> Path:
+    """``runs/quickstart/version_0`` of a tiny 2-epoch fit, to be copied by each test."""
+    save_dir = tmp_path_factory.mktemp("earlier") / "runs"
+    run_cli("fit", *tiny_args(save_dir, max_epochs=2))
+    return save_dir
+
+
+@dataclass
+class RunCase:
+    args: list[str]
+    message: str
+    """Fragment of the one error line; ``{run}`` is the earlier run's folder."""
+    subcommand: str = "fit"
+    remove: str | None = None
+    """A file of the earlier run lost before the command (relative to the run folder)."""
+
+
+RUN_CASES = {
+    # issue 24, case 1: another validation split draws another partition
+    "resume with another val_split": RunCase(
+        ["--ckpt_path=last", "--data.init_args.val_split=0.2"],
+        "checkpoint {run}/checkpoints/last.ckpt belongs to another experiment: it was trained with "
+        "data.val_split=0.15 (this config: 0.2)",
+    ),
+    # case 2: another seed draws other splits (on the digits, the test split too)
+    "resume with another seed": RunCase(
+        ["--ckpt_path=last", "--data.init_args.seed=7"], "it was trained with data.seed=42 (this config: 7)"
+    ),
+    # case 3: checkpoints but no last.ckpt: damaged, not absent
+    "resume a run whose last.ckpt is lost": RunCase(
+        ["--ckpt_path=last"],
+        "run {run} is damaged: no last.ckpt; it holds best-epoch=",
+        remove="checkpoints/last.ckpt",
+    ),
+    "evaluate a run whose last.ckpt is lost": RunCase(
+        ["--ckpt_path=best"],
+        "run {run} is damaged: no last.ckpt",
+        subcommand="test",
+        remove="checkpoints/last.ckpt",
+    ),
+    # case 4: another optimizer
+    "resume with another optimizer": RunCase(
+        ["--ckpt_path=last", "--optimizer=torch.optim.Adam"],
+        "it was trained with optimization.optimizer='torch.optim.SGD' (this config: 'torch.optim.Adam')",
+    ),
+    "resume with another scheduler": RunCase(
+        ["--ckpt_path=last", "--lr_scheduler=torch.optim.lr_scheduler.StepLR", "--lr_scheduler.step_size=5"],
+        "optimization.lr_scheduler='torch.optim.lr_scheduler.CosineAnnealingLR' (this config: "
+        "'torch.optim.lr_scheduler.StepLR')",
+    ),
+    "resume with another attention": RunCase(
+        ["--ckpt_path=last", "--model.attention=se"], "network.attention='spem' (this config: 'se')"
+    ),
+    "resume with another pool regulariser weight": RunCase(
+        ["--ckpt_path=last", "--model.pool_alpha=0.5"], "loss.pool_alpha=0.1 (this config: 0.5)"
+    ),
+    "resume with another batch size": RunCase(
+        ["--ckpt_path=last", "--data.init_args.batch_size=32"], "data.batch_size=64 (this config: 32)"
+    ),
+    "resume from a file with another image size": RunCase(
+        ["--ckpt_path={run}/checkpoints/last.ckpt", "--data.init_args.image_size=12"],
+        "data.image_size=8 (this config: 12)",
+    ),
+    "test with another attention": RunCase(
+        ["--ckpt_path=last", "--model.attention=se"],
+        "was trained for another network or class list: network.attention='spem' (this config: 'se')",
+        subcommand="test",
+    ),
+    # case 7: an image size that cannot fit, named before any allocation
+    "image size 10000": RunCase(
+        ["--data.init_args.image_size=10000"], "data.image_size=10000 makes the dataset"
+    ),
+    "image size 1500": RunCase(
+        ["--data.init_args.image_size=1500"], "data.image_size=1500 with data.batch_size=64 needs at least"
+    ),
+    "more workers than memory": RunCase(
+        ["--data.init_args.num_workers=1000000"], "data.num_workers=1000000 needs at least"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", RUN_CASES)
+def test_a_run_refuses_what_would_change_its_experiment(name, earlier_run, tmp_path, monkeypatch, capsys):
+    case = RUN_CASES[name]
+    monkeypatch.chdir(tmp_path)
+    save_dir = tmp_path / "runs"
+    shutil.copytree(earlier_run, save_dir)
+    run = save_dir / "quickstart" / "version_0"
+    if case.remove:
+        (run / case.remove).unlink()
+    before = snapshot(save_dir)
+    args = [arg.replace("{run}", str(run)) for arg in case.args]
+
+    error = cli_error(capsys, case.subcommand, *tiny_args(save_dir, max_epochs=3), *args)
+
+    assert case.message.replace("{run}", str(run)) in error
+    assert snapshot(save_dir) == before
+
+
+def test_max_epochs_and_workers_may_change_on_resume(earlier_run, tmp_path, caplog):
+    save_dir = tmp_path / "runs"
+    shutil.copytree(earlier_run, save_dir)
+    cli, _ = run_cli("fit", *tiny_args(save_dir, "--ckpt_path=last", "--data.init_args.num_workers=0",
+                                       max_epochs=3))  # fmt: skip
+    assert "resuming run" in caplog.text and cli.trainer.current_epoch == 3
+    assert sorted(p.name for p in (save_dir / "quickstart").iterdir()) == ["version_0"]
+
+
+def test_init_from_starts_a_new_run_from_the_weights(earlier_run, tmp_path):
+    save_dir = tmp_path / "runs"
+    shutil.copytree(earlier_run, save_dir)
+    last = save_dir / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    before = snapshot(save_dir / "quickstart" / "version_0")
+    weights = torch.load(last, weights_only=True)["state_dict"]["net.conv1.weight"]
+    # another split, and a learning rate of 0: the new run keeps the starting convolution weights
+    cli, _ = run_cli(
+        "fit", *tiny_args(save_dir, f"--model.init_from={last}", "--data.init_args.val_split=0.2",
+                          "--optimizer.init_args.lr=0.0", "--optimizer.init_args.weight_decay=0.0"),
+    )  # fmt: skip
+    new = save_dir / "quickstart" / "version_1" / "checkpoints" / "last.ckpt"
+    assert torch.equal(torch.load(new, weights_only=True)["state_dict"]["net.conv1.weight"], weights)
+    assert cli.trainer.current_epoch == 1  # a new run: from epoch 0, not the checkpoint's epoch 2
+    assert snapshot(save_dir / "quickstart" / "version_0") == before
+
+
+def digit_files(folder: Path) -> dict[str, Path]:
+    """One digit of scikit-learn's set written as an 8-bit L PNG, a 16-bit I;16 PNG and a float TIFF; and
+    what the old reading made of the last two: a saturated and a blank image."""
+    from sklearn.datasets import load_digits
+
+    pixels = np.round(load_digits().images[0] * 255 / 16).astype(np.uint8)
+    folder.mkdir()
+    files = {name: folder / f"{name}.{'tif' if name == 'float' else 'png'}"
+             for name in ("8-bit", "16-bit", "float", "saturated", "blank")}  # fmt: skip
+    Image.fromarray(pixels).save(files["8-bit"])
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(files["16-bit"])
+    Image.fromarray(pixels.astype(np.float32) / 255).save(files["float"])
+    Image.fromarray(np.where(pixels > 0, 255, 0).astype(np.uint8)).save(files["saturated"])
+    Image.fromarray(np.zeros_like(pixels)).save(files["blank"])
+    return files
+
+
+def test_predict_reads_every_bit_depth_as_the_same_image(earlier_run, tmp_path):
+    # issue 24, cases 5 and 6: a 16-bit PNG and a float TIFF are the 8-bit digit, not a saturated or blank one
+    save_dir = tmp_path / "runs"
+    shutil.copytree(earlier_run, save_dir)
+    run = save_dir / "quickstart" / "version_0"
+    before = {k: v for k, v in snapshot(run).items() if not k.startswith("eval")}
+    files = digit_files(tmp_path / "digits")
+    assert Image.open(files["16-bit"]).mode.startswith("I;16") and Image.open(files["float"]).mode == "F"
+    probabilities = {}
+    for name, path in files.items():
+        output = tmp_path / f"{name}.csv"
+        run_cli("predict", *tiny_args(save_dir, "--ckpt_path=last", f"--data.init_args.predict_path={path}",
+                                      f"--prediction_writer.output_path={output}"))  # fmt: skip
+        (row,) = csv.DictReader(output.open())
+        probabilities[name] = np.array([float(row[f"prob_{k}"]) for k in range(10)])
+    for wrong in ("saturated", "blank"):  # the network tells them apart from the digit
+        assert np.abs(probabilities[wrong] - probabilities["8-bit"]).max() > 1e-3
+    np.testing.assert_allclose(probabilities["16-bit"], probabilities["8-bit"], atol=1e-5)
+    np.testing.assert_allclose(probabilities["float"], probabilities["8-bit"], atol=1e-5)
+    assert {k: v for k, v in snapshot(run).items() if not k.startswith("eval")} == before

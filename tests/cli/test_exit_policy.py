@@ -4,9 +4,12 @@ bug: 1, with the debug switch), one line on stderr, never a traceback."""
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 
 import pytest
 from helpers.cli import tiny_args
+from helpers.processes import TIMEOUT
 
 from spe_lightning.__main__ import dispatch
 from spe_lightning.cli.exit_policy import TRACEBACK_HINT, exit_policy
@@ -72,3 +75,17 @@ def test_an_input_error_from_a_datamodule_constructor_is_bad_input(tmp_path, cap
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert err.strip().splitlines()[-1] == "error: batch_size=0 is not allowed; it must be a positive integer"
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_stops_the_command_quietly(tmp_path):
+    """``grid --dry_run | head -1``: exit 141 (SIGPIPE), no error line for the closed pipe."""
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    grid = ["grid", "--config", "grids/phenomenon_cifar10.yaml", "--dry_run=true"]
+    done = subprocess.run(
+        [sys.executable, "-m", "spe_lightning", *grid],
+        cwd=tmp_path, stdout=reader.stdin, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    reader.stdin.close()
+    assert reader.stdout.read().startswith(b"[grid] phenomenon_cifar10") and reader.wait(TIMEOUT) == 0
+    assert done.returncode == 141 and done.stderr == ""

@@ -1,4 +1,5 @@
-"""Images on disk for predict: a file or a folder, channels checked up front, errors that name the file."""
+"""Images on disk for predict: a file or a folder, every file read up front by the one rule, errors that
+name the file."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.data import FakeCIFAR, cifar, normalized, one_line_error, write_images
+from helpers.data import FakeCIFAR, cifar, normalized, write_images
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -34,17 +35,20 @@ def test_predict_folder_of_rgb_images(cifar10: FakeCIFAR, tmp_path: Path) -> Non
     assert single[0][0].shape == (3, 32, 32) and single[0][1] == str(paths[3])
 
 
-@pytest.mark.parametrize(("mode", "found"), [("L", 1), ("RGBA", 4)])
-def test_predict_rejects_wrong_channels(cifar10: FakeCIFAR, tmp_path: Path, mode: str, found: int) -> None:
+def test_predict_maps_every_file_to_the_networks_channels_by_the_rule(cifar10: FakeCIFAR, tmp_path: Path):
+    """A grayscale file for an RGB network is replicated; an RGBA one is composited over black."""
     folder = tmp_path / "to_predict"
-    write_images(folder, 2)
-    bad = write_images(folder / "x", 1, mode=mode)[0].rename(folder / "z_bad.png")
+    (gray,) = write_images(folder, 1, mode="L")
+    (rgba,) = write_images(folder / "x", 1, mode="RGBA")
+    rgba = rgba.rename(folder / "z_rgba.png")
     dm = cifar(cifar10, predict_path=str(folder))
-    with pytest.raises(InputError) as excinfo:
-        dm.setup("predict")
-    assert f"image {bad} has {found} channel(s) (PIL mode {mode}), expected 3 (RGB)" in one_line_error(
-        excinfo
-    )
+    dm.setup("predict")
+    images, names = next(iter(dm.predict_dataloader()))
+    assert [Path(name).name for name in names] == [gray.name, rgba.name]
+    replicated = torch.from_numpy(np.asarray(Image.open(gray))).float().div(255).expand(3, -1, -1)
+    torch.testing.assert_close(images[0], dm.predict_transform(replicated))
+    pixels = torch.from_numpy(np.asarray(Image.open(rgba))).float().div(255).permute(2, 0, 1)
+    torch.testing.assert_close(images[1], dm.predict_transform(pixels[:3] * pixels[3:]))
 
 
 def test_predict_digits_from_grayscale_files(tmp_path: Path) -> None:
@@ -65,7 +69,7 @@ def test_predict_digits_from_grayscale_files(tmp_path: Path) -> None:
     torch.testing.assert_close(images, expected, atol=0.02, rtol=0)  # same resize; PNG rounds to 1/255
     assert dm.predict_set[4][0].shape == (3, 16, 16)
     write_images(folder / "rgb", 1)[0].rename(folder / "e_rgb.png")
-    with pytest.raises(InputError, match=r"e_rgb.png has 3 channel\(s\) \(PIL mode RGB\), expected 1 \(L\)"):
+    with pytest.raises(InputError, match=r"e_rgb.png is in colour, and the network takes 1 channel"):
         DigitsDataModule(predict_path=str(folder)).setup("predict")
 
 
@@ -86,8 +90,9 @@ def test_predict_path_errors(tmp_path: Path, target: str, error: type, match: st
         ImageFileDataset(tmp_path / target, transform=lambda image: image)
 
 
-def test_palette_images_count_their_palette_channels(tmp_path: Path) -> None:
+def test_palette_images_are_read_through_their_palette(tmp_path: Path) -> None:
     path = write_images(tmp_path, 1)[0]
     Image.open(path).convert("P").save(path)
     dataset = ImageFileDataset(path, transform=lambda image: image)
-    assert dataset[0][0].mode == "RGB"
+    expected = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1) / 255
+    torch.testing.assert_close(dataset[0][0], expected.float())
