@@ -72,6 +72,7 @@ def exit_policy() -> Iterator[None]:
     with StopRequest.listening():
         try:
             yield
+            sys.stdout.flush()  # a closed pipe shows here, inside the policy, not in Python's flush at exit
         except (SIGTERMException, KeyboardInterrupt, SystemExit) as err:
             signalled = isinstance(err, (SIGTERMException, KeyboardInterrupt)) or StopRequest.received
             if isinstance(err, SystemExit) and not signalled:

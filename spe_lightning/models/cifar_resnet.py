@@ -8,6 +8,7 @@ code the SPEM paper trains with.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
 
@@ -39,10 +40,12 @@ STAGES = ((16, 1), (32, 2), (64, 2))
 
 
 def check_fits_in_memory(depth: int, block: type[BasicBlock | Bottleneck], n: int) -> None:
-    """Refuse a depth whose weights alone would not fit in this machine's memory, before building it."""
-    per_block = sum(
-        p.numel() for planes, _ in STAGES for p in block(planes * block.expansion, planes).parameters()
-    )
+    """Refuse a depth whose weights alone would not fit in this machine's memory, before building it. The
+    blocks are counted on the meta device: no memory, and no draw from the generator the network's own
+    weights come from (a draw here would change every run's initial weights)."""
+    with torch.device("meta"):
+        blocks = [block(planes * block.expansion, planes) for planes, _ in STAGES]
+    per_block = sum(p.numel() for b in blocks for p in b.parameters())
     needed = 4 * n * per_block  # float32 weights; training needs about three times as much
     if needed > host_memory():
         raise InputError(

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
 from spe_lightning.core.errors import InputError
@@ -67,13 +69,27 @@ def create_backbone(
     check_int("num_classes", num_classes)
     net = build(BACKBONES.get(name), f"backbone {name!r}", num_classes=num_classes, **kwargs)
     if is_attention(attention):
-        attach_attention(net, attention, pool, attention_kwargs)
+        with torch.random.fork_rng(devices=[]):  # paired seeds: see attention_seed
+            torch.manual_seed(attention_seed())
+            attach_attention(net, attention, pool, attention_kwargs)
     elif pool is not None or attention_kwargs:
         raise InputError(f"pool={pool!r} / attention_kwargs given without an attention; choose an attention")
     if weights is not None:
         check_pretrained(name, weights)
         load_backbone_weights(net, name, weights)
     return net
+
+
+ATTENTION_STREAM = 0x5BE4
+"""Mixed with the process's seed into the seed of the attention's own generator."""
+
+
+def attention_seed() -> int:
+    """The seed attention and pool parameters are drawn with: derived from ``torch.initial_seed()``, never
+    drawn from the generator the backbone uses. So after ``torch.manual_seed(k)``, every attention and pool
+    gives the same backbone weights and leaves the generator where the plain network leaves it (the same
+    data order and augmentation after it): the arms of a grid differ by their attention only."""
+    return int(np.random.SeedSequence([torch.initial_seed(), ATTENTION_STREAM]).generate_state(1)[0])
 
 
 def check_pretrained(name: str, weights: str, must_exist: bool = True) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from spe_lightning.core.errors import InputError
 from spe_lightning.models import NormAttention, count_parameters, create_backbone
+from spe_lightning.models.cifar_resnet import check_fits_in_memory
 
 
 @pytest.mark.parametrize(
@@ -44,3 +46,11 @@ def test_impossible_depth_names_the_valid_depths(depth, block, message):
     with pytest.raises(InputError) as info:
         create_backbone("cifar_resnet", 10, depth=depth, block=block)
     assert message in str(info.value)
+
+
+def test_checking_that_a_depth_fits_draws_nothing_from_the_generator():
+    """A draw here would shift every run's initial weights (it once did: the check built real blocks)."""
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    check_fits_in_memory(164, Bottleneck, 18)
+    assert torch.equal(torch.get_rng_state(), state)

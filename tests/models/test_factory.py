@@ -128,3 +128,29 @@ def test_deterministic_algorithms_give_identical_gradients():
 
 def test_backbone_registry_names():
     assert backbone_names() == ["cifar_resnet", "resnet101", "resnet18", "resnet34", "resnet50"]
+
+
+def plain_weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The backbone's own weights, named as in the plain network (attention and its wrapper left out)."""
+    return {
+        name.replace(".norm.", "."): value for name, value in net.state_dict().items() if ".attn." not in name
+    }
+
+
+@pytest.mark.parametrize("backbone", [{"name": "cifar_resnet", "depth": 11}, {"name": "resnet18"}])
+def test_one_seed_gives_every_arm_the_same_backbone_and_the_same_stream_after_it(backbone):
+    """Paired seeds: the arms of a grid differ by their attention only, not by its draws."""
+    arms = {}
+    for attention, pool in ((None, None), ("se", None), ("se", "learned"), ("cbam", "max"), ("srm", None)):
+        torch.manual_seed(7)
+        net = create_backbone(num_classes=10, attention=attention, pool=pool, **backbone)
+        arms[attention, pool] = plain_weights(net), torch.rand(4)  # what is drawn next: data order, say
+    (plain, after), *others = arms.values()
+    for weights, drawn in others:
+        assert weights.keys() == plain.keys()
+        assert all(torch.equal(weights[name], plain[name]) for name in plain)
+        assert torch.equal(drawn, after)
+    # and the attention's own weights still follow the seed
+    torch.manual_seed(8)
+    other_seed = plain_weights(create_backbone(num_classes=10, attention="se", **backbone))
+    assert not all(torch.equal(other_seed[name], plain[name]) for name in plain)
