@@ -20,13 +20,14 @@ from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_int
 from spe_lightning.layers.pool import GlobalPool, create_pool, directional_help
 
-Pooling = Literal["combined", "statistics", "directional"]
+Pooling = Literal["combined", "statistics", "directional", "none"]
 """How an excitation reads its pool:
 
 * ``combined``: one B x C x 1 x 1 descriptor, the pool's weighted statistics (SE, ECA, GCT);
 * ``statistics``: each statistic apart, S x B x C x 1 x 1, to combine with ``pool.stat_weights()`` after
   exciting each (CBAM's shared MLP, SRM's channel-wise fc, SPEM's shared reweight);
-* ``directional``: ``(pooled along W: B x C x H x 1, pooled along H: B x C x 1 x W)`` (coordinate attention).
+* ``directional``: ``(pooled along W: B x C x H x 1, pooled along H: B x C x 1 x W)`` (coordinate attention);
+* ``none``: no pooling stage (the constant-gate control): ``excite`` gets x itself and no pool is built.
 """
 
 
@@ -45,7 +46,7 @@ class ChannelAttention(nn.Module):
         pool_kwargs: the pool's arguments (``{lam: 0.25}``).
     """
 
-    default_pool: ClassVar[str] = "avg"
+    default_pool: ClassVar[str | None] = "avg"
     """The pool the module's paper uses."""
     pooling: ClassVar[Pooling] = "combined"
 
@@ -54,6 +55,12 @@ class ChannelAttention(nn.Module):
     ) -> None:
         super().__init__()
         check_int("channels", channels)
+        if self.pooling == "none":
+            if pool is not None or pool_kwargs:
+                name = type(self).__name__
+                raise InputError(f"{name} has no pooling stage; leave pool and pool_kwargs unset")
+            self.pool = None
+            return
         spec = self.default_pool if pool is None else pool
         self.pool = create_pool(spec, channels, **(pool_kwargs or {}))
         if self.pooling == "directional" and not self.pool.directional:
@@ -62,6 +69,8 @@ class ChannelAttention(nn.Module):
 
     def pool_stage(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Stage 1, in the form :attr:`pooling` names."""
+        if self.pooling == "none":
+            return x
         if self.pooling == "statistics":
             return self.pool.stats(x)
         if self.pooling == "directional":

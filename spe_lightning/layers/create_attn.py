@@ -9,6 +9,7 @@ from torch import nn
 from spe_lightning.core.registry import Registry, build
 from spe_lightning.layers.attention import ChannelAttention
 from spe_lightning.layers.cbam import CBAM, ChannelGate
+from spe_lightning.layers.constant_gate import ConstantGate
 from spe_lightning.layers.coord import CoordinateAttention
 from spe_lightning.layers.eca import EfficientChannelAttention
 from spe_lightning.layers.fca import FcaNet
@@ -29,6 +30,7 @@ for _name, _cls in {
     "fca": FcaNet,
     "gct": GatedChannelTransformation,
     "coord": CoordinateAttention,
+    "const_gate": ConstantGate,
 }.items():
     ATTENTIONS.add(_name, _cls)
 
@@ -70,7 +72,10 @@ def pool_label(attention: str | None, pool: str | None) -> str | None:
 
 def attention_pools(name: str) -> list[str]:
     """The pools attention ``name`` accepts: every pool, or those with a directional form for ``coord``."""
-    directional = channel_attention_class(name).pooling == "directional"
+    pooling = channel_attention_class(name).pooling
+    if pooling == "none":
+        return []
+    directional = pooling == "directional"
     return directional_pools() if directional else pool_names()
 
 

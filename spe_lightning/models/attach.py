@@ -15,7 +15,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from spe_lightning.layers import create_attention
 
-_LAST_NORM = {BasicBlock: "bn2", Bottleneck: "bn3"}
+LAST_NORM = {BasicBlock: "bn2", Bottleneck: "bn3"}
+"""The norm that ends each kind of residual branch: where attention goes, and what zero-init zeroes."""
 
 
 class NormAttention(nn.Module):
@@ -36,7 +37,7 @@ def attach_attention(
     """Wrap the last norm of every residual block; return the wrapped norms' names."""
     wrapped = []
     for name, block in list(net.named_modules()):
-        norm_name = _LAST_NORM.get(type(block))
+        norm_name = LAST_NORM.get(type(block))
         if norm_name is None:
             continue
         norm = getattr(block, norm_name)

@@ -14,6 +14,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1, conv3x3
 
 from spe_lightning.core.errors import InputError
 from spe_lightning.core.resources import host_memory, readable_bytes
+from spe_lightning.models.attach import LAST_NORM
 
 _BLOCKS: dict[str, tuple[type[BasicBlock | Bottleneck], int]] = {
     "basic": (BasicBlock, 2),  # conv layers per block
@@ -69,9 +70,17 @@ def make_stage(
 
 
 class CifarResNet(nn.Module):
-    """Post-activation ResNet for small images; any input size (global average pooling)."""
+    """Post-activation ResNet for small images; any input size (global average pooling).
+    ``zero_init_residual`` sets the last BN gamma of every residual branch to 0 (torchvision's option)."""
 
-    def __init__(self, depth: int = 164, block: str = "bottleneck", num_classes: int = 10, in_chans: int = 3):
+    def __init__(
+        self,
+        depth: int = 164,
+        block: str = "bottleneck",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         n = blocks_per_stage(depth, block)
         block_cls = _BLOCKS[block][0]
@@ -88,6 +97,10 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if zero_init_residual:  # torchvision's option: every residual branch starts as zero (the identity)
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(getattr(m, LAST_NORM[type(m)]).weight)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

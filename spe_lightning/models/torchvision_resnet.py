@@ -77,6 +77,8 @@ def load_pretrained(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[lis
     return missing, skipped
 
 
-def torchvision_resnet(arch: str, num_classes: int = 1000) -> nn.Module:
-    """The plain torchvision network; attention and weights are added by the factory."""
-    return tvm.get_model(arch, weights=None, num_classes=num_classes)
+def torchvision_resnet(arch: str, num_classes: int = 1000, zero_init_residual: bool = False) -> nn.Module:
+    """The plain torchvision network; attention and weights are added by the factory.
+    ``zero_init_residual``: torchvision's own option, each residual branch's last BN gamma at 0 (a
+    control for attention that starts by scaling the branch down)."""
+    return tvm.get_model(arch, weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)

@@ -82,6 +82,29 @@ def _label(key: str, value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.@_+-]+", "_", part)
 
 
+def _combinations(
+    axes: dict[str, list[Any]], controls: dict[str, dict[str, Any]]
+) -> list[tuple[dict[str, Any], str]]:
+    """(values, point name) of the axes' product, then of each control: its overrides with the product of
+    the axes it leaves free, its name where the axes it sets would be named."""
+    found = []
+    for control, fixed in [(None, {}), *controls.items()]:
+        free = {key: values for key, values in axes.items() if key not in fixed}
+        for combo in itertools.product(*free.values()):
+            values = {**dict(zip(free, combo, strict=True)), **fixed}
+            parts, named = [], control is None
+            for key in axes:
+                if key in free:
+                    parts.append(_label(key, values[key]))
+                elif not named:
+                    parts.append(_label("model.attention", control))  # its name, as an unlabelled value
+                    named = True
+            if not named:
+                parts.append(_label("model.attention", control))
+            found.append((values, "-".join(parts) or "point"))
+    return found
+
+
 def expand(
     grid_file: Path,
     base: Sequence[str],
@@ -89,8 +112,10 @@ def expand(
     overrides: dict[str, Any],
     name: str | None,
     save_dir: str,
+    controls: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[str, list[Point]]:
-    """The grid's name and points, checked: non-empty axes, distinct run folders."""
+    """The grid's name and points, checked: non-empty axes, distinct run folders. Each control adds its
+    overrides crossed with the axes it does not set (its seeds, its datasets), named by its own name."""
     if not base:
         raise InputError(f"grid {grid_file} names no base config: give base: [<config file>, ...]")
     for key, values in axes.items():
@@ -105,9 +130,7 @@ def expand(
     grid_name = name or grid_file.stem
     folder = Path(save_dir).absolute() / grid_name
     points, seen = [], {}
-    for index, combo in enumerate(itertools.product(*axes.values())):
-        values = dict(zip(axes, combo, strict=True))
-        point_name = "-".join(_label(key, value) for key, value in values.items()) or "point"
+    for index, (values, point_name) in enumerate(_combinations(axes, controls or {})):
         if point_name in seen:
             raise InputError(
                 f"grid {grid_file}: points {seen[point_name]} and {values} would share the run folder "
@@ -139,10 +162,25 @@ def check_points(points: list[Point]) -> None:
                 raise InputError(f"grid point {point.name}: {err}") from None
 
 
-def write_manifest(folder: Path, grid_file: Path, points: list[Point]) -> Path:
+def check_baseline(baseline: dict[str, Any] | None, axes: dict[str, list[Any]]) -> None:
+    """A baseline names values of the grid's axes (not its seed), each one the axis has."""
+    for key, value in (baseline or {}).items():
+        if key not in axes or key == "seed_everything":
+            allowed = ", ".join(k for k in axes if k != "seed_everything")
+            raise InputError(
+                f"baseline key {key!r} is not an axis of the grid; the axes it may name: {allowed}"
+            )
+        if value not in axes[key]:
+            raise InputError(f"baseline {key}={value!r} matches no point: the axis has {axes[key]}")
+
+
+def write_manifest(
+    folder: Path, grid_file: Path, points: list[Point], baseline: dict[str, Any] | None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {
         "grid": str(grid_file.resolve()),
+        "baseline": baseline,
         "points": [
             {
                 "index": p.index,
@@ -250,6 +288,8 @@ def run_grid(
     gpus: list[int] | None = None,
     sbatch: dict[str, str | int] | None = None,
     dry_run: bool = False,
+    baseline: dict[str, Any] | None = None,
+    controls: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run (local), or write and submit (slurm), every unfinished point of a grid. See the module doc.
 
@@ -265,9 +305,14 @@ def run_grid(
         gpus: local launcher: GPU indices, one per running point (CUDA_VISIBLE_DEVICES).
         sbatch: slurm launcher: extra ``#SBATCH`` options, e.g. ``{gres: "gpu:1", time: "12:00:00"}``.
         dry_run: list the points and what would run; run and write nothing.
+        baseline: axis values of the arm the report compares every other arm with, seed by seed
+            (``{model.attention: se, model.pool: avg}``); recorded in ``grid.json``.
+        controls: named extra arms, each a set of overrides crossed with the axes it does not set
+            (``{const_gate: {model.attention: const_gate, model.pool: null}}``).
     """
     check_int("parallel", parallel)
-    grid_name, points = expand(grid_file, base, axes, set or {}, name, save_dir)
+    check_baseline(baseline, axes)
+    grid_name, points = expand(grid_file, base, axes, set or {}, name, save_dir, controls)
     check_points(points)
     folder = Path(save_dir).absolute() / grid_name
     statuses = {point.name: point.status() for point in points}
@@ -278,7 +323,7 @@ def run_grid(
         for point in points:
             print(f"  {point.index:3d} {statuses[point.name]:<11} {shlex.join(point.command)}")
         return summary
-    write_manifest(folder, grid_file, points)
+    write_manifest(folder, grid_file, points, baseline)
     if launcher == "slurm":
         script = folder / SCRIPT
         script.write_text(slurm_script(grid_name, folder, pending, sbatch or {}))

@@ -58,7 +58,7 @@ CASES = {
         ["--model.backbone=resnet7"], "unknown backbone 'resnet7'; known backbones: cifar_resnet"
     ),
     "unknown attention": Case(
-        ["--model.attention=sse"], "unknown attention 'sse'; known attentions: cbam, coord, eca, fca, gct, se"
+        ["--model.attention=sse"], "unknown attention 'sse'; known attentions: cbam, const_gate, coord, eca"
     ),
     "unknown pooling": Case(["--model.pool=median"], "unknown pool 'median'; known pools: avg"),
     "impossible depth": Case(

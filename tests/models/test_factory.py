@@ -84,7 +84,7 @@ def test_every_attention_in_the_torchvision_resnets(attention):
     # batch 4 at 32x32: BatchNorm over 2 values per channel of a 1x1 map is degenerate in bf16, with or
     # without attention
     torch.manual_seed(0)
-    net = create_backbone("resnet18", 7, attention=attention, pool=attention_pools(attention)[-1])
+    net = create_backbone("resnet18", 7, attention=attention, pool=(attention_pools(attention) or [None])[-1])
     assert len(attention_modules(net)) == 8
     for bf16 in (False, True):
         net.zero_grad()

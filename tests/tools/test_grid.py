@@ -133,8 +133,9 @@ def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     script = Path(summary["script"]).read_text()
     assert script in capsys.readouterr().out
     manifest = json.loads((tmp_path / "phenomenon_cifar10" / "grid.json").read_text())
-    assert len(manifest["points"]) == 4 * 14 * 3
-    assert "#SBATCH --array=0-167\n" in script
+    assert len(manifest["points"]) == 4 * 14 * 3 + 2 * 3  # and the two controls x 3 seeds
+    assert manifest["points"][-1]["name"] == "zero_init-seed2"
+    assert "#SBATCH --array=0-173\n" in script
     for option in (
         "--requeue",
         "--signal=TERM@120",
@@ -144,7 +145,7 @@ def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     ):
         assert f"#SBATCH {option}" in script
     commands = script.split("COMMANDS=(\n")[1].split("\n)\n")[0].splitlines()
-    assert len(commands) == 168  # one task per point, in the manifest's order, each its exact fit command
+    assert len(commands) == 174  # one task per point, in the manifest's order, each its exact fit command
     for line, point in zip(commands, manifest["points"], strict=True):
         assert shlex.split(line.split("  # ")[0]) == [point["command"]]
         assert line.endswith(f"# {point['index']}: {point['name']}")
@@ -171,7 +172,7 @@ def test_slurm_launcher_submits_where_sbatch_exists(tmp_path, monkeypatch):
         ["grid", f"--config={GRIDS / 'spem_table.yaml'}", f"--save_dir={tmp_path}", "--launcher=slurm"]
     )
     assert calls.read_text().split() == [summary["script"]]
-    assert "#SBATCH --array=0-17" in Path(summary["script"]).read_text()
+    assert "#SBATCH --array=0-29" in Path(summary["script"]).read_text()
 
 
 BAD_GRIDS = {
@@ -181,6 +182,18 @@ BAD_GRIDS = {
     "shared run folder": (
         "axes: {optimizer.init_args.lr: [0.1, '0.1']}",
         "would share the run folder",
+    ),
+    "unknown attention in an axis": (
+        "axes: {model.attention: [se, sse]}",
+        "grid point sse: unknown attention 'sse'",
+    ),
+    "baseline on no axis": (
+        "axes: {model.attention: [se, eca]}\nbaseline: {model.pool: avg}",
+        "baseline key 'model.pool' is not an axis of the grid; the axes it may name: model.attention",
+    ),
+    "baseline matching no point": (
+        "axes: {model.attention: [se, eca]}\nbaseline: {model.attention: cbam}",
+        "baseline model.attention='cbam' matches no point: the axis has ['se', 'eca']",
     ),
 }
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.cli import cli_error, run_cli, tiny_args
 
 from spe_lightning.__main__ import dispatch
 
@@ -25,3 +30,113 @@ def test_the_report_lists_unfinished_and_pending_points(tmp_path, capsys):
     dispatch(["report", str(grid)])
     rows = {row["run"]: row["status"] for row in csv.DictReader((grid / "report" / "runs.csv").open())}
     assert rows == {"failed": "failed", "pending": "pending"}
+
+
+ARMS = {
+    "se-avg": ["--model.attention=se", "--model.pool=avg"],
+    "eca-avg": ["--model.attention=eca", "--model.pool=avg"],
+}
+
+
+def fit_point(grid: Path, name: str, seed: int, *extra: str) -> None:
+    """One tiny fit in a grid point's run root, as the grid names and places it."""
+    run_cli(
+        "fit",
+        *tiny_args(grid.parent, f"--trainer.logger.init_args.name={grid.name}/{name}-seed{seed}"),
+        f"--seed_everything={seed}",
+        *extra,
+    )
+
+
+def write_manifest(grid: Path, baseline: dict | None = None) -> None:
+    points = [
+        {
+            "index": i,
+            "name": f"{arm}-seed{seed}",
+            "values": {"model.attention": arm.split("-")[0], "model.pool": "avg", "seed_everything": seed},
+            "root": str(grid / f"{arm}-seed{seed}"),
+        }
+        for i, (arm, seed) in enumerate((arm, seed) for arm in ARMS for seed in (0, 1))
+    ]
+    (grid / "grid.json").write_text(json.dumps({"baseline": baseline, "points": points}))
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two arms x two seeds of tiny fits, laid out as a grid."""
+    grid = tmp_path_factory.mktemp("runs") / "tiny"
+    for arm, args in ARMS.items():
+        for seed in (0, 1):
+            fit_point(grid, arm, seed, *args)
+    write_manifest(grid, {"model.attention": "se", "model.pool": "avg"})
+    return grid
+
+
+def copied(tiny_grid: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_grid, tmp_path / "runs" / "tiny"))
+
+
+def test_every_arm_is_compared_with_the_grid_files_baseline_seed_by_seed(tiny_grid, tmp_path):
+    grid = copied(tiny_grid, tmp_path)
+    written = dispatch(["report", str(grid)])
+    (row,) = csv.DictReader(written["comparisons.csv"].open())
+    groups = {r["attention"]: r for r in csv.DictReader(written["groups.csv"].open())}
+    best = {arm: float(groups[arm]["best val/acc1 mean"]) for arm in ("se", "eca")}
+    assert (row["arm"], row["pairs"]) == ("eca-avg", "2")
+    assert float(row["difference"]) == pytest.approx(best["eca"] - best["se"], abs=1e-9)  # mean of pairs
+    assert row["verdict"] in ("better", "worse", "no detectable difference")
+    assert {"differences.png", "accuracy_by_pool.png", "report.md"} <= set(written)
+    assert "## Against the baseline se-avg, paired by seed" in written["report.md"].read_text()
+
+
+def test_two_seeds_short_of_a_pair_say_n_too_small(tiny_grid, tmp_path):
+    grid = copied(tiny_grid, tmp_path)
+    shutil.rmtree(grid / "eca-avg-seed1")
+    written = dispatch(["report", str(grid), "--baseline=model.attention=se"])
+    (row,) = csv.DictReader(written["comparisons.csv"].open())
+    assert (row["pairs"], row["verdict"]) == ("1", "n too small")
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_never_averaged(tiny_grid, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_grid / "se-avg-seed0", runs / "short")
+    fit_point(runs, "long", 0, *ARMS["se-avg"], "--trainer.max_epochs=2")
+    written = dispatch(["report", str(runs)])
+    groups = list(csv.DictReader(written["groups.csv"].open()))
+    assert sorted((g["split by"], g["n"]) for g in groups) == [
+        ("trainer.max_epochs=1", "1"),
+        ("trainer.max_epochs=2", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"baseline": "model.attention=cbam"},
+            "baseline model.attention=cbam matches no group of finished runs; the groups: se-avg, eca-avg",
+        ),
+        ({"baseline": "attention"}, "--baseline 'attention' is not key=value"),
+        (
+            {"refit": ("eca-avg", 1, *ARMS["eca-avg"], "--trainer.max_epochs=2")},
+            "group eca-avg (trainer.max_epochs=2) differs from the baseline in trainer.max_epochs (2 vs 1), "
+            "which is not a compared axis",
+        ),
+        (
+            {"refit": ("se-avg", 1, *ARMS["eca-avg"])},
+            "under grid point se-avg-seed1 was trained with model.attention='eca', not 'se': it belongs to "
+            "another grid",
+        ),
+    ],
+    ids=["baseline matches nothing", "baseline not key=value", "points differ in more", "another grid's run"],
+)
+def test_a_report_that_would_mislead_is_refused_before_writing(tiny_grid, tmp_path, capsys, change, message):
+    grid = copied(tiny_grid, tmp_path)
+    if "refit" in change:
+        arm, seed, *args = change["refit"]
+        shutil.rmtree(grid / f"{arm}-seed{seed}")
+        fit_point(grid, arm, seed, *args)
+    extra = [f"--baseline={change['baseline']}"] if "baseline" in change else []
+    error = cli_error(capsys, "report", str(grid), *extra)
+    assert message in error
+    assert not (grid / "report").exists()
