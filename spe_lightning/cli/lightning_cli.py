@@ -267,6 +267,7 @@ class SPECLI(LightningCLI):
                 "epochs": self.trainer.current_epoch,
                 "global_step": self.trainer.global_step,
                 "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
+                "best_selected_on": getattr(self.datamodule, "selects_on", lambda: None)(),
             },
         )
         if ckpt is not None and ckpt.best_model_score is not None:

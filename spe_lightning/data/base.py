@@ -163,6 +163,12 @@ class ImageDataModule(LightningDataModule, ABC):
             "drop_last": self.drop_last,
         }
 
+    def selects_on(self) -> str:
+        """The split the validation loader reads, so the one ``best`` is chosen on: ``validation`` (held
+        out), or ``test`` when ``val_split`` is 0 and the dataset has no validation split of its own (the
+        reference code's protocol, which overstates accuracy)."""
+        return "test" if not self.val_split and self.val_source == "test" else "validation"
+
     def memory_needed(self) -> int:
         """Bytes ``setup`` allocates for the data itself (0: images are read as they are needed)."""
         return 0

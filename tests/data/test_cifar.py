@@ -84,6 +84,8 @@ def test_val_split_is_seeded_disjoint_and_unaugmented(cifar10: FakeCIFAR) -> Non
     expected = normalized(cifar10.train_images[val_idx[:3]], CIFAR_MEAN, CIFAR_STD)
     torch.testing.assert_close(torch.stack([dm.val_set[i][0] for i in range(3)]), expected)
     assert [dm.val_set[i][1] for i in range(3)] == [cifar10.train_labels[i] for i in val_idx[:3]]
+    # best is chosen on what the val loader reads: the held-out split, or the test split at val_split 0
+    assert (dm.selects_on(), cifar(cifar10).selects_on()) == ("validation", "test")
 
 
 def test_missing_cifar_says_where_and_how(tmp_path: Path) -> None:

@@ -83,6 +83,8 @@ def test_every_arm_is_compared_with_the_grid_files_baseline_seed_by_seed(tiny_gr
     groups = {r["attention"]: r for r in csv.DictReader(written["groups.csv"].open())}
     best = {arm: float(groups[arm]["best val/acc1 mean"]) for arm in ("se", "eca")}
     assert (row["arm"], row["pairs"]) == ("eca-avg", "2")
+    runs = list(csv.DictReader(written["runs.csv"].open()))
+    assert {r["best chosen on"] for r in runs} == {"validation"}  # the digits hold a validation split out
     assert float(row["difference"]) == pytest.approx(best["eca"] - best["se"], abs=1e-9)  # mean of pairs
     assert row["verdict"] in ("better", "worse", "no detectable difference")
     assert {"differences.png", "accuracy_by_pool.png", "report.md"} <= set(written)
