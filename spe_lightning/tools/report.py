@@ -1,14 +1,16 @@
-"""``python -m spe_lightning report <runs or grid folder>``: per-run and mean +- std tables, and figures.
+"""``python -m spe_lightning report <runs or grid folder>``: runs, groups with intervals, paired comparisons.
 
 Sources, all written by the runs themselves and read by :mod:`spe_lightning.analysis.reader`: a run's
 settings come from the ``config.yaml`` it started with, its parameter count from the model its
 ``hparams.yaml`` rebuilds, its metrics from its TensorBoard events (``val/acc1`` per epoch, Lightning's
 ``epoch`` scalar, wall times) and its status from the run layer (finished, running, interrupted, failed).
 In a grid folder the manifest (``grid.json``) lists every point, so a point that never started shows as
-``pending``: no run is dropped silently. Groups (mean +- sample std over seeds) count finished runs only.
+``pending``: no run is dropped silently. Groups are runs equal in everything but the seed (finished runs
+with metrics); against a baseline, arms are compared seed by seed (:mod:`spe_lightning.analysis.statistics`).
 
-Writes ``runs.csv``, ``runs.md``, ``groups.csv``, ``groups.md``, ``accuracy_by_pool.png`` and
-``lam_by_depth.png`` into ``<folder>/report`` (or ``--output``), replacing an earlier report there.
+Writes ``runs.csv``, ``groups.csv``, ``comparisons.csv`` (with a baseline), ``report.md`` (all of it, with
+the figures) and ``accuracy_by_pool.png``, ``differences.png``, ``lam_by_depth.png`` into
+``<folder>/report`` (or ``--output``), replacing an earlier report there.
 """
 
 from __future__ import annotations
@@ -311,7 +313,7 @@ def _ci(row: dict[str, Any], metric: str) -> str:
 
 
 def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """:func:`group_rows` as people read them (``groups.md``)."""
+    """:func:`group_rows` as people read them (``report.md``)."""
     return [
         {
             **{key: row[key] for key in SETTINGS},

@@ -115,7 +115,8 @@ def test_digits_smoke_killed_in_its_third_point_then_rerun_skips_finished_and_re
         assert int(row["n"]) == 2
         assert float(row["best val/acc1 mean"]) == pytest.approx(statistics.fmean(best), abs=1e-9)
         assert float(row["best val/acc1 std"]) == pytest.approx(statistics.stdev(best), abs=1e-9)
-    print((grid / "report" / "groups.md").read_text())  # the table the closing note shows
+    assert (grid / "report" / "comparisons.csv").is_file()  # the grid file's baseline: SE + avg
+    print((grid / "report" / "report.md").read_text())  # the tables the closing note shows
 
 
 @pytest.mark.slow
