@@ -37,6 +37,7 @@ from spe_lightning.models import count_parameters
 from spe_lightning.runs.layout import GRID_MANIFEST, Run, find_runs, newest_run
 from spe_lightning.runs.log_names import EPOCH, VAL_ACC1
 from spe_lightning.runs.naming import attention_label, dataset_label, pool_label_of
+from spe_lightning.training.identity import flatten
 
 SETTINGS = ("dataset", "backbone", "depth", "attention", "pool")
 
@@ -130,18 +131,6 @@ def _params(hparams: dict[str, Any]) -> int | None:
 
 RUN_ONLY = ("seed_everything", "ckpt_path", "trainer.logger", "trainer.default_root_dir", "prediction_writer")
 """Config keys (and prefixes) that name or place a run, or pick its seed: not part of what a group shares."""
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"pool": "avg"}}`` -> ``{"model.pool": "avg"}``; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def experiment_config(config: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
