@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, Namespace
-from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -38,7 +38,7 @@ from spe_lightning.core.errors import InputError
 from spe_lightning.kernels.cpu_max_min import kernel_mode
 from spe_lightning.runs.layout import write_result
 from spe_lightning.runs.lock import RunLock
-from spe_lightning.runs.log_names import VAL_ACC1, VAL_ACC1_BEST
+from spe_lightning.runs.log_names import TEST_ACC1, VAL_ACC1, VAL_ACC1_BEST
 from spe_lightning.runs.naming import name_unnamed_runs
 from spe_lightning.runs.plan import RunPlan, plan_run
 from spe_lightning.training.callbacks.config_hparams import ConfigHParams
@@ -47,6 +47,7 @@ from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, La
 from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.training.callbacks.signals import PeerWatch, StopOnSignal
+from spe_lightning.training.callbacks.throughput import TrainingThroughput
 from spe_lightning.training.classifier import ImageClassifier
 from spe_lightning.training.recipe import PAPER_LR_SCHEDULER, PAPER_OPTIMIZER
 from spe_lightning.training.speed import evaluates_in_inference_mode
@@ -150,6 +151,48 @@ def input_error_in(err: BaseException) -> InputError | None:
     return None
 
 
+def test_accuracies(
+    trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, best_path: str | None
+) -> dict[str, float | None]:
+    """Test top-1 of the weights a fit ended with (``last``) and of its best checkpoint (``selected``)."""
+
+    def test(ckpt_path: str | None) -> float | None:
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        value = results[0].get(TEST_ACC1) if results else None
+        return None if value is None else float(value)
+
+    last = test(None)
+    return {"last": last, "selected": test(best_path) if best_path else None}
+
+
+def input_shape(datamodule: LightningDataModule) -> list[int] | None:
+    """One network input's shape, ``[channels, height, width]``, for counting FLOPs later."""
+    size = getattr(datamodule, "image_size", None)
+    return None if size is None else [getattr(datamodule, "in_chans", 3), size, size]
+
+
+def fit_result(metrics: dict[str, Any], selected_on: str | None, tested: dict[str, float | None]) -> dict:
+    """What a finished fit reports, each figure named by how it was chosen (``result.json``).
+
+    ``val_acc1_best``: the best epoch on the split that validated (``best_selected_on``).
+    ``test_acc1_selected``: the test top-1 of the checkpoint chosen on a held-out validation split.
+    ``test_acc1_last``: the test top-1 of the last epoch. ``test_acc1_best_on_test``: the best epoch's test
+    top-1 chosen on test itself: the paper's protocol, where the validation loader read the test split.
+    """
+    best = metrics.get(VAL_ACC1_BEST)
+    best = None if best is None else float(best)
+    final = float(metrics[VAL_ACC1]) if VAL_ACC1 in metrics else None
+    on_test = selected_on == "test"
+    return {
+        "val_acc1_best": best,
+        "val_acc1": final,
+        "best_selected_on": selected_on,
+        "test_acc1_selected": tested.get("selected"),
+        "test_acc1_last": final if on_test else tested.get("last"),
+        "test_acc1_best_on_test": best if on_test else None,
+    }
+
+
 class SPECLI(LightningCLI):
     """LightningCLI with the paper's defaults, linked data -> model arguments, one-line errors, and the run
     layer (:mod:`spe_lightning.runs`): every subcommand's folder and checkpoint are planned once, right
@@ -180,6 +223,7 @@ class SPECLI(LightningCLI):
         parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
         parser.add_lightning_class_args(CPUThreads, "cpu_threads")
+        parser.add_lightning_class_args(TrainingThroughput, "throughput")
         parser.set_defaults(
             {
                 "optimizer": PAPER_OPTIMIZER,
@@ -253,27 +297,47 @@ class SPECLI(LightningCLI):
     before_fit = before_validate = before_test = before_predict = start_run
 
     def after_fit(self) -> None:
-        """Mark the run finished (``result.json``); print the best validation top-1 (the paper's metric)."""
-        if not self.trainer.is_global_zero or self.trainer.interrupted:
+        """Mark the run finished (``result.json``) with what it measured, and print the best validation top-1.
+
+        With a held-out validation split, the test split is evaluated twice, on every rank: the last
+        epoch's weights and the checkpoint chosen on validation (what the run reports). Under the paper's
+        protocol the validation loader read the test split, so the same figures are its best and last
+        epochs: nothing more is evaluated.
+        """
+        if self.trainer.interrupted:
             return
         ckpt = self.trainer.checkpoint_callback
-        metrics = self.trainer.callback_metrics
-        best = metrics.get(VAL_ACC1_BEST)
+        best_path = ckpt.best_model_path if ckpt is not None else None
+        metrics = dict(self.trainer.callback_metrics)
+        selected_on = getattr(self.datamodule, "selects_on", lambda: None)()
+        tested = (
+            test_accuracies(self.trainer, self.model, self.datamodule, best_path)
+            if (selected_on == "validation")
+            else {}
+        )
+        if not self.trainer.is_global_zero:
+            return
+        speed = next((c for c in self.trainer.callbacks if isinstance(c, TrainingThroughput)), None)
         write_result(
             self.plan.folder,
-            {
-                "val_acc1_best": None if best is None else float(best),
-                "val_acc1": float(metrics[VAL_ACC1]) if VAL_ACC1 in metrics else None,
+            fit_result(metrics, selected_on, tested)
+            | {
                 "epochs": self.trainer.current_epoch,
                 "global_step": self.trainer.global_step,
-                "best_checkpoint": ckpt.best_model_path if ckpt is not None else None,
-                "best_selected_on": getattr(self.datamodule, "selects_on", lambda: None)(),
+                "best_checkpoint": best_path,
+                "input_shape": input_shape(self.datamodule),
+                "train_img_per_s": speed.rate if speed is not None else None,
+                "train_devices": speed.devices if speed is not None else None,
             },
         )
+        best = metrics.get(VAL_ACC1_BEST)
         if ckpt is not None and ckpt.best_model_score is not None:
-            print(f"best {VAL_ACC1} = {ckpt.best_model_score:.4f} (checkpoint: {ckpt.best_model_path})")
+            print(f"best {VAL_ACC1} = {ckpt.best_model_score:.4f} (checkpoint: {best_path})")
         elif best is not None:
             print(f"best {VAL_ACC1} = {best:.4f}")
+        if tested.get("selected") is not None:
+            last = tested["last"]
+            print(f"{TEST_ACC1} of that checkpoint = {tested['selected']:.4f} (last epoch: {last:.4f})")
 
     def after_predict(self) -> None:
         for writer in self.trainer.callbacks:

@@ -44,6 +44,9 @@ VAL_ACC1 = metric(VAL, "acc1")
 VAL_ACC1_BEST = metric(VAL, "acc1_best")
 VAL_LOSS = metric(VAL, "loss")
 TRAIN_LOSS_STEP = metric(TRAIN, "loss" + STEP)
+TRAIN_IMG_PER_S = metric(TRAIN, "img_per_s")
+"""Images per second of training, all ranks, over an epoch's steady-state batches."""
+TEST_ACC1 = metric(TEST, "acc1")
 
 
 def monitorable_metrics() -> list[str]:
@@ -51,7 +54,7 @@ def monitorable_metrics() -> list[str]:
     losses = [metric(TRAIN, f"{name}{suffix}") for name in LOSSES for suffix in (STEP, EPOCH_SUFFIX)]
     accuracies = [metric(TRAIN, name) for name in ACCURACIES]
     evaluated = [metric(stage, name) for stage in (VAL, TEST) for name in ("loss", *ACCURACIES)]
-    return sorted([*losses, *accuracies, *evaluated, VAL_ACC1_BEST])
+    return sorted([*losses, *accuracies, *evaluated, VAL_ACC1_BEST, TRAIN_IMG_PER_S])
 
 
 WATCH = "watch"

@@ -9,8 +9,9 @@ In a grid folder the manifest (``grid.json``) lists every point, so a point that
 with metrics); against a baseline, arms are compared seed by seed (:mod:`spe_lightning.analysis.statistics`).
 
 Writes ``runs.csv``, ``groups.csv``, ``comparisons.csv`` (with a baseline), ``report.md`` (all of it, with
-the figures) and ``accuracy_by_pool.png``, ``differences.png``, ``lam_by_depth.png`` into
-``<folder>/report`` (or ``--output``), replacing an earlier report there.
+the figures) and the figures ``accuracy_by_pool.png``, ``accuracy_by_lam.png`` (max/min grids),
+``differences.png`` and ``lam_by_depth.png`` into ``<folder>/report`` (or ``--output``), replacing an
+earlier report there.
 """
 
 from __future__ import annotations
@@ -28,18 +29,21 @@ from jsonargparse import ActionConfigFile
 from matplotlib.figure import Figure
 
 from spe_lightning.analysis.figures import plot_final_lam, save_figure
+from spe_lightning.analysis.published import PAPER_PROTOCOL, published_result
 from spe_lightning.analysis.reader import RunData, read_run
 from spe_lightning.analysis.statistics import Comparison, GroupSummary, compare_paired, judge, summarize_group
 from spe_lightning.analysis.tables import markdown_table
 from spe_lightning.cli.parser import ToolArgumentParser
 from spe_lightning.core.errors import InputError, MissingInput
-from spe_lightning.models import count_parameters
+from spe_lightning.models import count_flops, count_parameters
 from spe_lightning.runs.layout import GRID_MANIFEST, Run, find_runs, newest_run
 from spe_lightning.runs.log_names import EPOCH, VAL_ACC1
 from spe_lightning.runs.naming import attention_label, dataset_label, pool_label_of
 from spe_lightning.training.identity import flatten
 
 SETTINGS = ("dataset", "backbone", "depth", "attention", "pool")
+REPORTED_SELECTED = "test top-1, val-selected"
+"""The test accuracy of the checkpoint chosen on a held-out validation split."""
 
 
 @dataclass
@@ -63,6 +67,9 @@ class RunRecord:
     """The grid point's axis values (none outside a grid)."""
     selected_on: str = "-"
     """Where ``best`` was chosen: ``validation``, or ``test (paper protocol)`` (the val loader read test)."""
+    result: dict[str, Any] = field(default_factory=dict)
+    """What the fit reported when it finished (``result.json``)."""
+    flops: int | None = None
 
     @property
     def best(self) -> float | None:
@@ -76,6 +83,32 @@ class RunRecord:
     def final(self) -> float | None:
         return self.accuracies[-1] if self.accuracies else None
 
+    @property
+    def test_selected(self) -> float | None:
+        """Test top-1 of the checkpoint chosen on a held-out validation split."""
+        return self.result.get("test_acc1_selected")
+
+    @property
+    def test_last(self) -> float | None:
+        """Test top-1 of the last epoch."""
+        return self.result.get("test_acc1_last")
+
+    @property
+    def reported(self) -> float | None:
+        """The run's accuracy for groups and comparisons: the test top-1 of the checkpoint chosen on
+        validation where there is one, else the best epoch's (on test under the paper's protocol)."""
+        return self.test_selected if self.test_selected is not None else self.best
+
+    @property
+    def reported_as(self) -> str:
+        if self.test_selected is not None:
+            return REPORTED_SELECTED
+        return PAPER_PROTOCOL if self.result.get("best_selected_on") == "test" else f"best {VAL_ACC1}"
+
+    @property
+    def img_per_s(self) -> float | None:
+        return self.result.get("train_img_per_s")
+
     def row(self) -> dict[str, Any]:
         def fmt(value: float | None) -> str:
             return "-" if value is None else f"{value:.4f}"
@@ -84,12 +117,18 @@ class RunRecord:
             "run": self.name,
             **{key: self.settings.get(key, "-") for key in SETTINGS},
             "seed": self.seed if self.seed is not None else "-",
-            "params": self.params if self.params is not None else "-",
             f"best {VAL_ACC1}": fmt(self.best),
             "best chosen on": self.selected_on,
             "best epoch": self.best_epoch if self.best_epoch is not None else "-",
             f"final {VAL_ACC1}": fmt(self.final),
+            REPORTED_SELECTED: fmt(self.test_selected),
+            "test top-1, last epoch": fmt(self.test_last),
+            PAPER_PROTOCOL: fmt(self.best if self.result.get("best_selected_on") == "test" else None),
             "epochs": len(self.accuracies),
+            "params": self.params if self.params is not None else "-",
+            "MFLOPs": "-" if self.flops is None else f"{self.flops / 1e6:.2f}",
+            "train img/s": "-" if self.img_per_s is None else f"{self.img_per_s:.0f}",
+            "devices": self.result.get("train_devices") or "-",
             "wall time (s)": "-" if self.wall_time_s is None else f"{self.wall_time_s:.0f}",
             "status": self.status,
         }
@@ -112,21 +151,24 @@ def _settings(config: dict[str, Any], values: dict[str, Any] | None = None) -> t
     return settings, flat.get("seed_everything")
 
 
-_PARAMS: dict[str, int] = {}
+_COSTS: dict[str, tuple[int, int | None]] = {}
 
 
-def _params(hparams: dict[str, Any]) -> int | None:
-    """Parameters of the network a run's model arguments rebuild (cached: seeds share a model)."""
+def _cost(hparams: dict[str, Any], input_shape: Sequence[int] | None) -> tuple[int | None, int | None]:
+    """Parameters and forward FLOPs per image of the network a run's model arguments rebuild (cached:
+    seeds share a model); no FLOPs without the input shape the fit recorded."""
     if not hparams:
-        return None
+        return None, None
     from spe_lightning.training.classifier import ImageClassifier  # torch models: only when a run is read
 
     kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's _instantiator
     kwargs.pop("compile", None)  # no compile for a count
-    key = json.dumps(kwargs, sort_keys=True, default=str)
-    if key not in _PARAMS:
-        _PARAMS[key] = count_parameters(ImageClassifier(**kwargs).net)
-    return _PARAMS[key]
+    key = json.dumps([kwargs, input_shape], sort_keys=True, default=str)
+    if key not in _COSTS:
+        net = ImageClassifier(**kwargs).net
+        flops = count_flops(net, tuple(input_shape)) if input_shape else None
+        _COSTS[key] = count_parameters(net), flops
+    return _COSTS[key]
 
 
 RUN_ONLY = ("seed_everything", "ckpt_path", "trainer.logger", "trainer.default_root_dir", "prediction_writer")
@@ -172,7 +214,8 @@ def read_record(run: Run, name: str | None = None, values: dict[str, Any] | None
     record = RunRecord(name or run.folder.name, run.folder, logs.status, settings, seed, logs=logs)
     record.experiment = experiment_config(logs.config, run.folder.parent)
     record.values = dict(values or {})
-    record.params = _params(logs.hparams)
+    record.result = dict(logs.result or {})
+    record.params, record.flops = _cost(logs.hparams, record.result.get("input_shape"))
     if VAL_ACC1 in logs.scalars:
         steps, accuracy = logs.scalars[VAL_ACC1]
         epoch_steps, epoch_values = logs.scalars.get(EPOCH, logs.scalars.get("epoch", ([], [])))
@@ -234,11 +277,20 @@ class Group:
         parts += [f"{key}={value}" for key, value in self.split.items()]
         return "-".join(parts[:2]) + "".join(f" ({part})" for part in parts[2:])
 
-    def best_by_seed(self) -> dict[Any, float]:
-        return {run.seed: run.best for run in self.runs if run.best is not None}
+    def reported_by_seed(self) -> dict[Any, float]:
+        return {run.seed: run.reported for run in self.runs if run.reported is not None}
 
-    def summary(self, metric: str = "best") -> GroupSummary:
-        return summarize_group([getattr(run, metric) for run in self.runs])
+    @property
+    def reported_as(self) -> str:
+        """How the group's accuracy was chosen (one protocol per group: its runs share their config)."""
+        return self.runs[0].reported_as if self.runs else "-"
+
+    def summary(self, metric: str = "reported") -> GroupSummary:
+        return summarize_group([value for run in self.runs if (value := getattr(run, metric)) is not None])
+
+    def mean_of(self, attribute: str) -> float | None:
+        values = [value for run in self.runs if (value := getattr(run, attribute)) is not None]
+        return float(np.mean(values)) if values else None
 
     def matches(self, baseline: dict[str, Any]) -> bool:
         """Whether every run and point of the group has the ``baseline`` values (axis values, settings or
@@ -279,23 +331,33 @@ def group(records: Sequence[RunRecord]) -> list[Group]:
     return groups
 
 
+GROUP_METRICS = {"reported": "accuracy", "test_last": "test top-1, last epoch", "best": f"best {VAL_ACC1}"}
+"""Per-run figures a group summarises -> their column names: the reported accuracy (named by how it was
+chosen, ``reported as``), the last epoch's test accuracy, the best validation epoch."""
+
+
 def group_rows(groups: Sequence[Group]) -> list[dict[str, Any]]:
     """One row per group, numbers as numbers (``groups.csv``)."""
     rows = []
     for g in groups:
         row: dict[str, Any] = {**g.settings, "split by": ", ".join(f"{k}={v}" for k, v in g.split.items())}
-        row["best chosen on"] = g.runs[0].selected_on if g.runs else "-"
-        for metric in ("best", "final"):
+        row["reported as"] = g.reported_as
+        row["n"] = g.summary().n
+        for metric, name in GROUP_METRICS.items():
             summary = g.summary(metric)
-            row["n"] = summary.n
             for stat in ("mean", "std", "low", "high"):
-                row[f"{metric} {VAL_ACC1} {stat}"] = getattr(summary, stat)
+                row[f"{name} {stat}"] = getattr(summary, stat)
+        published = published_result(g.settings, g.runs[0].experiment) if g.runs else None
+        row["published"] = published[0] if published else None
+        row["published as"] = published[1] if published else ""
+        params, flops = (g.runs[0].params, g.runs[0].flops) if g.runs else (None, None)
+        row.update({"params": params, "FLOPs": flops, "train img/s": g.mean_of("img_per_s")})
         rows.append({**row, "not finished": g.not_finished, "no metrics": g.without_metrics})
     return rows
 
 
-def _ci(row: dict[str, Any], metric: str) -> str:
-    mean, low, high = (row[f"{metric} {VAL_ACC1} {stat}"] for stat in ("mean", "low", "high"))
+def _ci(row: dict[str, Any], name: str) -> str:
+    mean, low, high = (row[f"{name} {stat}"] for stat in ("mean", "low", "high"))
     if math.isnan(mean):
         return "-"
     return f"{mean:.4f}" if math.isnan(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
@@ -303,15 +365,20 @@ def _ci(row: dict[str, Any], metric: str) -> str:
 
 def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`group_rows` as people read them (``report.md``)."""
+    accuracy = GROUP_METRICS["reported"]
     return [
         {
             **{key: row[key] for key in SETTINGS},
             "split by": row["split by"] or "-",
-            "best chosen on": row["best chosen on"],
+            "reported as": row["reported as"],
             "n": row["n"],
-            f"best {VAL_ACC1} mean [95% CI]": _ci(row, "best"),
-            "std": "-" if math.isnan(row[f"best {VAL_ACC1} std"]) else f"{row[f'best {VAL_ACC1} std']:.4f}",
-            f"final {VAL_ACC1} mean [95% CI]": _ci(row, "final"),
+            f"{accuracy} mean [95% CI]": _ci(row, accuracy),
+            "std": "-" if math.isnan(row[f"{accuracy} std"]) else f"{row[f'{accuracy} std']:.4f}",
+            **{f"{name} mean [95% CI]": _ci(row, name) for name in list(GROUP_METRICS.values())[1:]},
+            "published": "-" if row["published"] is None else f"{row['published']:.4f}",
+            "params": "-" if row["params"] is None else f"{row['params']:,}",
+            "MFLOPs": "-" if row["FLOPs"] is None else f"{row['FLOPs'] / 1e6:.2f}",
+            "train img/s": "-" if row["train img/s"] is None else f"{row['train img/s']:.0f}",
             "not finished": row["not finished"],
             "no metrics": row["no metrics"],
         }
@@ -366,7 +433,7 @@ def comparisons(groups: Sequence[Group], baseline: dict[str, Any], axes: set[str
                 f"group {arm.label} differs from the baseline in {key} ({mine!r} vs {theirs!r}), which is "
                 f"not a compared axis ({', '.join(sorted(axes))}); report such runs separately"
             )
-    judged = judge([compare_paired(arm.best_by_seed(), base.best_by_seed()) for arm in arms])
+    judged = judge([compare_paired(arm.reported_by_seed(), base.reported_by_seed()) for arm in arms])
     return base, list(zip(arms, judged, strict=True))
 
 
@@ -414,7 +481,7 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def accuracy_figure(groups: Sequence[Group]) -> Figure:
-    """Best val/acc1 by pool, one line per attention: group means with their 95 % t intervals."""
+    """The reported accuracy by pool, one line per attention: group means with their 95 % t intervals."""
     fig = Figure(figsize=(8, 3.6), layout="constrained")
     ax = fig.subplots()
     shown = [g for g in groups if g.runs]
@@ -428,8 +495,59 @@ def accuracy_figure(groups: Sequence[Group]) -> Figure:
         shift = 0.08 * (k - (len(attentions) - 1) / 2)  # side by side: intervals do not hide each other
         ax.errorbar(np.array(xs) + shift, means, yerr=half, marker="o", capsize=3, label=attention)
     ax.set_xticks(range(len(pools)), pools)
-    ax.set(xlabel="pool", ylabel="best val top-1 (mean, 95% CI)")
+    ax.set(xlabel="pool", ylabel=f"{shown[0].reported_as if shown else 'accuracy'}\n(mean, 95% CI)")
     ax.legend(fontsize="small", title="attention")
+    return fig
+
+
+LAM_OF_POOL = {"min": 0.0, "max": 1.0}
+"""Pools on the max/min line: ``maxmin@<lam>`` is ``lam * max + (1 - lam) * min``, and lam = 0 and 1 are
+min and max pooling alone."""
+
+
+def lam_of(pool: Any) -> float | None:
+    """Where a pool sits on the max/min line (``maxmin@0.25`` -> 0.25), None off it."""
+    text = str(pool)
+    if text in LAM_OF_POOL:
+        return LAM_OF_POOL[text]
+    name, _, value = text.partition("@")
+    try:
+        return float(value) if name == "maxmin" else None
+    except ValueError:
+        return None
+
+
+def lam_figure(groups: Sequence[Group]) -> Figure | None:
+    """The phenomenon grid's picture: accuracy against lam for each attention, means with 95 % t bands,
+    and the same attention with average pooling as a horizontal band. None without two points on the line."""
+    shown = [g for g in groups if g.runs and not g.split]
+    attentions = [
+        a for a in dict.fromkeys(g.settings["attention"] for g in shown)
+        if sum(lam_of(g.settings["pool"]) is not None for g in shown if g.settings["attention"] == a) >= 2
+    ]  # fmt: skip
+    if not attentions:
+        return None
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for k, attention in enumerate(attentions):
+        colour = f"C{k}"
+        mine = [g for g in shown if g.settings["attention"] == attention]
+        on_line = [(lam_of(g.settings["pool"]), g.summary()) for g in mine]
+        line = sorted([(lam, summary) for lam, summary in on_line if lam is not None], key=lambda x: x[0])
+        lams = np.array([lam for lam, _ in line])
+        means = np.array([summary.mean for _, summary in line])
+        ax.plot(lams, means, marker="o", color=colour, label=f"{attention}, max/min mix")
+        low, high = (np.array([getattr(summary, b) for _, summary in line]) for b in ("low", "high"))
+        if not np.isnan(low).all():
+            ax.fill_between(lams, low, high, color=colour, alpha=0.2)
+        average = next((g.summary() for g in mine if g.settings["pool"] == "avg"), None)
+        if average is not None:
+            ax.axhline(average.mean, color=colour, linestyle="--", label=f"{attention}, avg pool")
+            if not math.isnan(average.low):
+                ax.axhspan(average.low, average.high, color=colour, alpha=0.08)
+    ax.set_xlim(-0.05, 1.05)
+    ax.set(xlabel="lam (0: min pooling, 1: max pooling)", ylabel=f"{shown[0].reported_as}\n(mean, 95% CI)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -451,7 +569,7 @@ def forest_figure(base: Group, pairs: Sequence[tuple[Group, Comparison]]) -> Fig
                     fmt="o", color=colour, capsize=3)  # fmt: skip
     ax.set_yticks(range(len(pairs)), [arm.label for arm, _ in pairs])
     ax.invert_yaxis()
-    ax.set(xlabel=f"paired difference from {base.label} (points of best val top-1, 95% CI)")
+    ax.set(xlabel=f"paired difference from {base.label}\n(points of {base.reported_as}, 95% CI)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -501,6 +619,9 @@ def report(
     written["accuracy_by_pool.png"] = save_figure(accuracy_figure(groups), out / "accuracy_by_pool.png")
     if compared is not None and compared[1]:
         written["differences.png"] = save_figure(forest_figure(*compared), out / "differences.png")
+    by_lam = lam_figure(groups)
+    if by_lam is not None:
+        written["accuracy_by_lam.png"] = save_figure(by_lam, out / "accuracy_by_lam.png")
     lam = plot_final_lam([record.logs for record in records if record.logs is not None])
     if lam is not None:
         written["lam_by_depth.png"] = save_figure(lam, out / "lam_by_depth.png")
@@ -522,11 +643,17 @@ def report_text(
         f"\n`best {VAL_ACC1}` is the highest validation accuracy over the epochs; `best chosen on` says "
         "which split that was: a held-out `validation` split, or `test (paper protocol)` where the "
         "validation loader read the test split (the reference code's protocol: selecting on the set it "
-        f"reports overstates every arm). `final {VAL_ACC1}` is the last epoch's.\n",
+        f"reports overstates every arm). `final {VAL_ACC1}` is the last epoch's. With a held-out split, the "
+        f"fit then tests the chosen checkpoint (`{REPORTED_SELECTED}`) and the last epoch's weights.\n",
         "## Groups: runs equal in everything but the seed\n",
         markdown_table(tables["groups"]),
         "\nMean over seeds with its 95 % t interval, and the sample std. Runs that differ in more than the "
-        "seed are never averaged together: `split by` names the keys that set a group apart.\n",
+        "seed are never averaged together: `split by` names the keys that set a group apart. `accuracy` "
+        f"is each run's `reported as`: the `{REPORTED_SELECTED}` where a held-out validation split chose "
+        f"the checkpoint, else the best epoch (`{PAPER_PROTOCOL}` where the validation loader read the "
+        "test split). `published`: the paper's single run for the same network and recipe, chosen on "
+        f"test ({PAPER_PROTOCOL}). Cost: parameters, forward FLOPs per image, and training images per "
+        "second over the steady-state steps (the run's devices are in the runs table).\n",
     ]
     if compared is not None:
         base, pairs = compared
@@ -534,10 +661,10 @@ def report_text(
         parts += [
             f"## Against the baseline {base.label}, paired by seed\n",
             markdown_table(tables["comparisons"]) if pairs else "(no other group has finished runs)",
-            f"\nDifference: arm minus baseline over the seeds both ran (points of best {VAL_ACC1}), with its "
-            "95 % t interval; p-values of the paired t-test and the Wilcoxon signed-rank test, and the "
-            "t-test's adjusted by Holm across this table's comparisons. `better`/`worse`: Holm-adjusted "
-            "p <= 0.05. Noise floor, the baseline's seed-to-seed std: "
+            "\nDifference: arm minus baseline over the seeds both ran (points of "
+            f"{base.reported_as}), with its 95 % t interval; p-values of the paired t-test and the Wilcoxon "
+            "signed-rank test, and the t-test's adjusted by Holm across this table's comparisons. "
+            "`better`/`worse`: Holm-adjusted p <= 0.05. Noise floor, the baseline's seed-to-seed std: "
             f"{'-' if math.isnan(noise) else f'{100 * noise:.2f} points'}.\n",
         ]
     parts += [f"![{name}]({name})\n" for name in figures]

@@ -4,6 +4,7 @@ resume, schedulers from the command line, and one-line errors for bad values."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,26 @@ def test_fit_writes_checkpoints_config_and_tensorboard_events(fitted):
     }
     assert expected <= tags
     assert {"train/lr", "train/epoch"} <= tags and not {"lr-SGD", "epoch", "hp_metric"} & tags
+
+
+def test_a_fit_reports_each_accuracy_by_how_it_was_chosen(fitted, tmp_path):
+    cli, out, run_dir = fitted
+    result = json.loads((run_dir / "result.json").read_text())
+    # the digits hold a validation split out: best is chosen on it, then the test split scores the choice
+    assert result["best_selected_on"] == "validation" and result["test_acc1_best_on_test"] is None
+    assert result["val_acc1_best"] == pytest.approx(float(cli.trainer.checkpoint_callback.best_model_score))
+    tested, _ = run_cli("test", *tiny_args(run_dir.parents[1]), "--ckpt_path=best")
+    assert result["test_acc1_selected"] == pytest.approx(float(tested.trainer.callback_metrics["test/acc1"]))
+    assert 0 <= result["test_acc1_last"] <= 1 and result["input_shape"] == [1, 8, 8]
+    assert f"test/acc1 of that checkpoint = {result['test_acc1_selected']:.4f}" in out
+    # the paper's protocol: validation reads the test split, so its best epoch is best-on-test, and nothing
+    # is tested again
+    paper, _ = run_cli("fit", *tiny_args(tmp_path, "--data.init_args.val_split=0"))
+    result = json.loads((tmp_path / "quickstart" / "version_0" / "result.json").read_text())
+    assert result["best_selected_on"] == "test" and result["test_acc1_selected"] is None
+    assert result["test_acc1_best_on_test"] == result["val_acc1_best"] is not None
+    assert result["test_acc1_last"] == result["val_acc1"]
+    assert "test/acc1" not in paper.trainer.callback_metrics
 
 
 def test_predict_writes_a_csv_of_probabilities(fitted, tmp_path):

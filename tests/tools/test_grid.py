@@ -21,6 +21,8 @@ from helpers.processes import TIMEOUT, child_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from spe_lightning.__main__ import dispatch
+from spe_lightning.cli.lightning_cli import parse_config
+from spe_lightning.data.base import seeded_split
 from spe_lightning.tools.grid import Point, run_local
 
 GRIDS = CONFIG_DIR / "grids"
@@ -159,6 +161,22 @@ def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     first = manifest["points"][0]["command"]
     assert "--model.attention=se --model.pool=avg --seed_everything=0" in first
     assert "--trainer.logger.init_args.name=se-avg-seed0" in first
+
+
+@pytest.mark.parametrize(
+    ("grid", "held_out"),
+    [("phenomenon_cifar10", 0.1), ("phenomenon_cifar100", 0.1), ("spem_table", 0.0)],
+)
+def test_new_comparisons_hold_out_validation_and_the_papers_table_keeps_its_protocol(
+    tmp_path, capsys, grid, held_out
+):
+    dispatch(["grid", f"--config={GRIDS / f'{grid}.yaml'}", f"--save_dir={tmp_path}", "--dry_run=true"])
+    command = shlex.split(capsys.readouterr().out.splitlines()[1].split("pending", 1)[1])
+    config = parse_config(command[command.index("spe_lightning") + 1 :])
+    assert config.data.init_args.val_split == held_out
+    if held_out:  # CIFAR's 50,000 training images: 45,000 train, 5,000 validate, chosen by the data seed
+        train, val = seeded_split(50_000, held_out, config.data.init_args.seed)
+        assert (len(train), len(val)) == (45_000, 5_000) and not set(train) & set(val)
 
 
 @pytest.mark.slow

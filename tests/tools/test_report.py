@@ -12,6 +12,7 @@ import pytest
 from helpers.cli import cli_error, run_cli, tiny_args
 
 from spe_lightning.__main__ import dispatch
+from spe_lightning.tools.report import RunRecord, group, group_rows, lam_figure
 
 
 def test_the_report_lists_unfinished_and_pending_points(tmp_path, capsys):
@@ -81,11 +82,21 @@ def test_every_arm_is_compared_with_the_grid_files_baseline_seed_by_seed(tiny_gr
     written = dispatch(["report", str(grid)])
     (row,) = csv.DictReader(written["comparisons.csv"].open())
     groups = {r["attention"]: r for r in csv.DictReader(written["groups.csv"].open())}
-    best = {arm: float(groups[arm]["best val/acc1 mean"]) for arm in ("se", "eca")}
+    mean = {arm: float(groups[arm]["accuracy mean"]) for arm in ("se", "eca")}
     assert (row["arm"], row["pairs"]) == ("eca-avg", "2")
     runs = list(csv.DictReader(written["runs.csv"].open()))
     assert {r["best chosen on"] for r in runs} == {"validation"}  # the digits hold a validation split out
-    assert float(row["difference"]) == pytest.approx(best["eca"] - best["se"], abs=1e-9)  # mean of pairs
+    # what is compared: the test accuracy of the checkpoint the validation split chose, as the fit reported
+    assert {g["reported as"] for g in groups.values()} == {"test top-1, val-selected"}
+    for arm in ("se", "eca"):
+        tested = [float(r["test top-1, val-selected"]) for r in runs if r["attention"] == arm]
+        assert mean[arm] == pytest.approx(sum(tested) / 2, abs=1e-4)
+        assert all(r["best-on-test (paper protocol)"] == "-" for r in runs)
+    assert float(row["difference"]) == pytest.approx(mean["eca"] - mean["se"], abs=1e-9)  # mean of pairs
+    # cost beside accuracy: parameters, FLOPs from the recorded input shape, measured speed and its device
+    assert int(groups["eca"]["params"]) < int(groups["se"]["params"])
+    assert 0 < float(groups["eca"]["FLOPs"]) < float(groups["se"]["FLOPs"])
+    assert all(float(r["train img/s"]) > 0 and r["devices"].startswith("1 x cpu") for r in runs)
     assert row["verdict"] in ("better", "worse", "no detectable difference")
     assert {"differences.png", "accuracy_by_pool.png", "report.md"} <= set(written)
     assert "## Against the baseline se-avg, paired by seed" in written["report.md"].read_text()
@@ -142,3 +153,50 @@ def test_a_report_that_would_mislead_is_refused_before_writing(tiny_grid, tmp_pa
     error = cli_error(capsys, "report", str(grid), *extra)
     assert message in error
     assert not (grid / "report").exists()
+
+
+def synthetic_record(attention: str, pool: str, seed: int, accuracy: float, **experiment) -> RunRecord:
+    """A finished run as the report reads it, without training: one epoch at ``accuracy``."""
+    settings = {"dataset": "CIFAR10", "backbone": "cifar_resnet", "depth": 164, "attention": attention}
+    record = RunRecord(f"{attention}-{pool}-seed{seed}", None, "finished", {**settings, "pool": pool}, seed)
+    record.accuracies, record.epochs = [accuracy], [0]
+    record.experiment = {"model.attention": attention, "model.pool": pool, **experiment}
+    return record
+
+
+def test_the_phenomenon_picture_is_accuracy_against_lam_with_the_average_pool_as_a_band():
+    lams = {"min": 0.0, "maxmin@0.25": 0.25, "maxmin@0.5": 0.5, "max": 1.0}
+    records = [
+        synthetic_record("se", pool, seed, 0.9 + 0.01 * lam + 0.002 * seed)
+        for pool, lam in {**lams, "avg": 0.3}.items()
+        for seed in range(3)
+    ]
+    fig = lam_figure(group(records))
+    (ax,) = fig.axes
+    mix, average = ax.lines
+    assert list(mix.get_xdata()) == sorted(lams.values())
+    assert list(mix.get_ydata()) == pytest.approx([0.902 + 0.01 * lam for lam in sorted(lams.values())])
+    assert list(average.get_ydata()) == pytest.approx([0.905, 0.905])  # the avg-pool mean, across the axis
+    assert len(ax.collections) == 1 and len(ax.patches) == 1  # the mix's CI band; the average's CI band
+    assert lam_figure(group(records[-3:])) is None  # no max/min line: no picture
+
+
+def test_the_papers_numbers_stand_beside_ours_only_for_the_same_experiment():
+    paper = {"model.backbone_kwargs.block": "bottleneck", "trainer.max_epochs": 164}
+    rows = group_rows(
+        group(
+            [synthetic_record("spem", "learned", seed, 0.95, **paper) for seed in range(2)]
+            + [synthetic_record("none", "-", seed, 0.93, **paper) for seed in range(2)]
+            + [
+                synthetic_record(
+                    "none", "-", 0, 0.94, **paper, **{"model.backbone_kwargs.zero_init_residual": True}
+                ),
+                synthetic_record("se", "avg", 0, 0.94, **paper),
+            ]
+        )
+    )
+    published = {(r["attention"], r["split by"]): (r["published"], r["published as"]) for r in rows}
+    assert published[("spem", "")] == (0.948, "SPEM paper, single run, best-on-test (paper protocol)")
+    assert published[("none", "model.backbone_kwargs.zero_init_residual=None")][0] == 0.9339
+    assert published[("none", "model.backbone_kwargs.zero_init_residual=True")][0] is None  # a control
+    assert published[("se", "")][0] is None  # the paper prints no SE-with-avg run

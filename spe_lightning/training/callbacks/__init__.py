@@ -1,9 +1,10 @@
-"""Lightning callbacks: pooling monitor, predictions, CPU threads, and the crash-safety trio."""
+"""Lightning callbacks: pooling monitor, predictions, CPU threads, training speed, the crash-safety trio."""
 
 from spe_lightning.training.callbacks.cpu_threads import CPUThreads
 from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
 from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
+from spe_lightning.training.callbacks.throughput import TrainingThroughput
 
 __all__ = [
     "CPUThreads",
@@ -12,4 +13,5 @@ __all__ = [
     "LastCheckpoint",
     "PoolingMonitor",
     "RandomState",
+    "TrainingThroughput",
 ]
