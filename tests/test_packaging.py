@@ -3,11 +3,13 @@ with the configs packaged inside it."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
 import sys
 import sysconfig
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,25 @@ from helpers.cli import REPO
 from spe_lightning.cli.config_files import packaged_configs
 
 INSTALL_TIMEOUT = 600
+DISTRIBUTIONS = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn"}
+"""Import names that are not their distribution's name."""
+COMES_WITH_TORCH = {"triton"}
+"""Imported only by the GPU kernel, installed by torch's CUDA wheels."""
+
+
+def test_every_package_the_code_imports_is_declared():
+    requirements = requires("spe-lightning") or []  # the installed metadata: dependencies and extras
+    declared = {re.split(r"[<>=\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+    imported = set()
+    for path in (REPO / "spe_lightning").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported - set(sys.stdlib_module_names) - {"spe_lightning", "__future__"}}
+    missing = {DISTRIBUTIONS.get(name, name) for name in third_party - COMES_WITH_TORCH} - declared
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
 
 
 def test_every_config_is_packaged_from_the_top_level_folder():

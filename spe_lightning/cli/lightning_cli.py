@@ -154,15 +154,24 @@ def input_error_in(err: BaseException) -> InputError | None:
 def test_accuracies(
     trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, best_path: str | None
 ) -> dict[str, float | None]:
-    """Test top-1 of the weights a fit ended with (``last``) and of its best checkpoint (``selected``)."""
+    """Test top-1 of the weights a fit ended with (``last``) and of its best checkpoint (``selected``).
 
-    def test(ckpt_path: str | None) -> float | None:
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    The fit's trainer and model are left as the fit left them: the last weights in the model, the fit's
+    metrics in ``callback_metrics`` (beside the test's) and its ``ckpt_path``."""
+    weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    metrics, ckpt_path = dict(trainer.callback_metrics), trainer.ckpt_path
+
+    def test(path: str | None) -> float | None:
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=path, verbose=False)
         value = results[0].get(TEST_ACC1) if results else None
         return None if value is None else float(value)
 
-    last = test(None)
-    return {"last": last, "selected": test(best_path) if best_path else None}
+    try:
+        return {"last": test(None), "selected": test(best_path) if best_path else None}
+    finally:
+        model.load_state_dict(weights)
+        trainer.callback_metrics.update(metrics)
+        trainer.ckpt_path = ckpt_path
 
 
 def input_shape(datamodule: LightningDataModule) -> list[int] | None:

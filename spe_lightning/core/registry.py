@@ -19,8 +19,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Entries of one ``kind`` (``"pool"``, ``"attention"``, ``"backbone"``) by name, with aliases."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, also: str | None = None) -> None:
         self.kind = kind
+        self.also = also
+        """Names served outside the registry, listed with the known ones (``timm/<model name>``)."""
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -50,7 +52,7 @@ class Registry(Generic[T]):
         key = name.lower() if isinstance(name, str) else name
         key = self._aliases.get(key, key)
         if key not in self._entries:
-            known = ", ".join(self.names())
+            known = ", ".join([*self.names(), *([self.also] if self.also else [])])
             raise InputError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
         return key
 

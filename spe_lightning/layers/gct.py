@@ -7,7 +7,8 @@ Visual Recognition", CVPR 2020, arXiv 1909.11519).
     out  = x * gate                                   # 3. recalibrate
 
 gamma and beta start at 0, so every gate starts at 1 and the block starts as the identity, as the paper
-initialises it. With another pool, its descriptor replaces the l2 embedding.
+initialises it. As the authors train it, beta is not weight-decayed (:meth:`no_weight_decay`). With
+another pool, its descriptor replaces the l2 embedding.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class GatedChannelTransformation(ChannelAttention):
         self.eps = eps
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def no_weight_decay(self) -> set[str]:
+        """The authors' training excludes the gate's bias beta from weight decay."""
+        return {"beta"}
 
     def excite(self, pooled: Tensor) -> Tensor:
         s = pooled.float()

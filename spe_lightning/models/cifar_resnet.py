@@ -57,15 +57,21 @@ def check_fits_in_memory(depth: int, block: type[BasicBlock | Bottleneck], n: in
 
 
 def make_stage(
-    block: type[BasicBlock | Bottleneck], inplanes: int, planes: int, num_blocks: int, stride: int
+    block: type[BasicBlock | Bottleneck],
+    inplanes: int,
+    planes: int,
+    num_blocks: int,
+    stride: int,
+    **block_kwargs: int,
 ) -> nn.Sequential:
-    """A stage of torchvision blocks; the first one downsamples and widens the shortcut."""
+    """A stage of torchvision blocks; the first one downsamples and widens the shortcut. ``block_kwargs``:
+    the bottleneck's ``groups`` and ``base_width`` (ResNeXt)."""
     out = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != out:
         downsample = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
-    layers = [block(inplanes, planes, stride, downsample)]
-    layers += [block(out, planes) for _ in range(num_blocks - 1)]
+    layers = [block(inplanes, planes, stride, downsample, **block_kwargs)]
+    layers += [block(out, planes, **block_kwargs) for _ in range(num_blocks - 1)]
     return nn.Sequential(*layers)
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from spe_lightning.core.errors import InputError, MissingInput
-from spe_lightning.models.attach import NormAttention
+from spe_lightning.models.attach import ConvAttention, NormAttention
 
 log = logging.getLogger(__name__)
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -55,16 +55,17 @@ def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
 def load_pretrained(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
     """Load a plain-backbone state dict into a network with attention.
 
-    Keys of wrapped norms are renamed into the wrapper, a head of another size is left
+    Keys of wrapped norms and convolutions are renamed into their wrapper, a head of another size is left
     initialised. Returns (missing, skipped): the parameters that stay initialised (the
     attention's, and the head's if skipped) and the checkpoint keys not used.
     """
     own = net.state_dict()
-    wrapped = {name for name, m in net.named_modules() if isinstance(m, NormAttention)}
+    inner = {ConvAttention: "conv", NormAttention: "norm"}
+    wrapped = {name: inner[type(m)] for name, m in net.named_modules() if type(m) in inner}
     renamed, skipped = {}, []
     for key, value in state.items():
         owner, _, leaf = key.rpartition(".")
-        target = f"{owner}.norm.{leaf}" if owner in wrapped else key
+        target = f"{owner}.{wrapped[owner]}.{leaf}" if owner in wrapped else key
         if target in own and own[target].shape == value.shape:
             renamed[target] = value
         else:

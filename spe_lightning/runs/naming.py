@@ -47,7 +47,7 @@ def name_unnamed_runs(config: Namespace) -> None:
 def model_label(model: Any) -> str:
     """The backbone of a model config as users say it: ``cifar_resnet164``, ``resnet50``."""
     kwargs = model.get("backbone_kwargs") or {}
-    return backbone_label(model.get("backbone") or "cifar_resnet", kwargs.get("depth"))
+    return backbone_label(model.get("backbone") or "cifar_resnet", kwargs)
 
 
 def attention_label(model: Any) -> str:

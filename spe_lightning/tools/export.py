@@ -77,18 +77,34 @@ assert not any(name.split(".")[0] == "spe_lightning" for name in sys.modules), "
 """
 
 
+def _last_conv(module: nn.Module) -> tuple[nn.Module, str, nn.Conv2d] | None:
+    """The convolution a module ends with: itself, or a ``Sequential``'s last child, recursively (timm's
+    deep stems); (its holder, its name, it)."""
+    holder, name, child = None, "", module
+    while isinstance(child, nn.Sequential) and len(child):
+        holder, name, child = child, str(len(child) - 1), child[-1]
+    return (holder, name, child) if holder is not None and isinstance(child, nn.Conv2d) else None
+
+
 def fold_batchnorm(net: nn.Module) -> int:
     """Fold every BatchNorm into the convolution registered just before it in the same module (how
-    torchvision's blocks, our stems, SRM and ``Sequential`` downsamples are built; a norm wrapped with
-    attention counts); the norm becomes Identity. Returns how many. Exported artifacts are verified
-    against the unfolded model, so a module whose data flow differed would fail the export, not pass."""
+    torchvision's blocks, timm's, our stems, SRM and ``Sequential`` downsamples are built; a norm wrapped
+    with attention counts, and so does a ``Sequential`` that ends with the convolution); the norm becomes
+    Identity. Returns how many. Only plain ``BatchNorm2d`` folds: a subclass that does more (timm's
+    BatchNormAct2d) stays, and so do pre-activation norms, which follow no convolution. Exported artifacts
+    are verified against the unfolded model, so a module whose data flow differed would fail the export,
+    not pass."""
     folded = 0
     for module in list(net.modules()):
         for (conv_name, conv), (norm_name, norm) in itertools.pairwise(list(module.named_children())):
             holder, attr = (norm, "norm") if isinstance(norm, NormAttention) else (module, norm_name)
             bn = getattr(holder, attr)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+            if type(bn) is not nn.BatchNorm2d:
+                continue
+            target = (module, conv_name, conv) if isinstance(conv, nn.Conv2d) else _last_conv(conv)
+            if target is not None:
+                owner, name, found = target
+                setattr(owner, name, fuse_conv_bn_eval(found, bn))
                 setattr(holder, attr, nn.Identity())
                 folded += 1
     return folded

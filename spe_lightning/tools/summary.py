@@ -69,16 +69,19 @@ def summary(
     image_size: int = 32,
     depth: int = 164,
     block: str = "bottleneck",
+    backbone_kwargs: dict[str, Any] | None = None,
 ) -> list[ModelStats]:
     """Print parameters and FLOPs (per image) for each attention on one backbone; the first is the baseline
-    of the + columns."""
+    of the + columns. ``depth`` and ``block`` shape ``cifar_resnet``; ``backbone_kwargs`` any backbone
+    (``{depth: 28, widen_factor: 10}`` for ``cifar_wrn``), as in a config's ``model.backbone_kwargs``."""
     if not attentions:
         raise InputError(f"attentions={attentions!r} is not allowed; name at least one (e.g. '[none, spem]')")
     check_int("num_classes", num_classes)
     check_int("image_size", image_size)
     kwargs = {"depth": depth, "block": block} if backbone == "cifar_resnet" else {}
+    kwargs.update(backbone_kwargs or {})
     rows = [model_stats(backbone, num_classes, a, pool, image_size, **kwargs) for a in attentions]
-    shape = f"depth {depth} {block}, " if backbone == "cifar_resnet" else ""
+    shape = "".join(f"{key} {value}, " for key, value in kwargs.items())
     print(
         f"{backbone} ({shape}{num_classes} classes), one {image_size}x{image_size} image; "
         "FLOPs = 2 x multiply-accumulates of convs and matmuls (torch.utils.flop_counter)"

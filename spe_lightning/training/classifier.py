@@ -25,6 +25,7 @@ from spe_lightning.models import (
     check_pretrained,
     create_backbone,
     load_backbone_weights,
+    no_decay_parameters,
     pooling_parameters,
     pooling_regularization,
 )
@@ -266,13 +267,21 @@ class ImageClassifier(LightningModule):
         return self(x).softmax(dim=-1)
 
     def parameter_groups(self, decay: float | None) -> list[dict[str, Any]] | None:
-        """With a weight ``decay`` for the learned-mix parameters p (``pool_weight_decay``): every other
-        parameter, then p with that weight decay; None (one group of all parameters) otherwise."""
-        if decay is None or not self.pool_params:
+        """The optimizer's groups: every parameter with the optimizer's weight decay; then, with a weight
+        ``decay`` for the learned-mix parameters p (``pool_weight_decay``), p with it; then the parameters
+        modules keep out of weight decay (:mod:`~spe_lightning.models.weight_decay`), with none. None (one
+        group of all parameters) when neither applies."""
+        pool = list(self.pool_params) if decay is not None else []
+        undecayed = [p for p in no_decay_parameters(self.net) if all(p is not q for q in pool)]
+        if not pool and not undecayed:
             return None
-        pool = {id(p) for p in self.pool_params}
-        rest = [p for p in self.parameters() if id(p) not in pool]
-        return [{"params": rest}, {"params": list(self.pool_params), "weight_decay": decay}]
+        apart = {id(p) for p in pool + undecayed}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in apart]}]
+        if pool:
+            groups.append({"params": pool, "weight_decay": decay})
+        if undecayed:
+            groups.append({"params": undecayed, "weight_decay": 0.0})
+        return groups
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The optimizer over :meth:`parameter_groups`, and its scheduler stepped every epoch (logged as

@@ -17,7 +17,9 @@ ATTENTIONS = [a for a in attention_names() if a != "none"]
 
 def test_unknown_backbone_and_bad_arguments():
     with pytest.raises(
-        InputError, match="unknown backbone 'vgg16'; known backbones: cifar_resnet, resnet101"
+        InputError,
+        match="unknown backbone 'vgg16'; known backbones: cifar_resnet, cifar_resnext, cifar_wrn, resnet101, "
+        "resnet18, resnet34, resnet50, timm/<model name>",
     ):
         create_backbone("vgg16", 10)
     with pytest.raises(InputError, match="backbone 'resnet18' does not take depth; it takes: num_classes"):
@@ -127,7 +129,16 @@ def test_deterministic_algorithms_give_identical_gradients():
 
 
 def test_backbone_registry_names():
-    assert backbone_names() == ["cifar_resnet", "resnet101", "resnet18", "resnet34", "resnet50"]
+    assert backbone_names() == [
+        "cifar_resnet",
+        "cifar_resnext",
+        "cifar_wrn",
+        "resnet101",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "timm/<model name>",
+    ]
 
 
 def plain_weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -22,3 +22,16 @@ def test_summary_bad_input_is_one_line(capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "Traceback" not in err
     assert err.strip() == "error: attentions=[] is not allowed; name at least one (e.g. '[none, spem]')"
+
+
+def test_summary_sizes_any_backbone_from_its_kwargs(capsys):
+    rows = dispatch(
+        [
+            "summary",
+            "--backbone=cifar_wrn",
+            "--backbone_kwargs={depth: 16, widen_factor: 8}",
+            "--attentions=[none]",
+        ]
+    )
+    assert rows[0].params == 10_961_370  # WRN-16-8, "11.0M"
+    assert "cifar_wrn (depth 16, widen_factor 8, 10 classes)" in capsys.readouterr().out

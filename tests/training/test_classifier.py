@@ -157,6 +157,26 @@ def test_pool_weight_decay_puts_the_learned_mix_parameters_in_a_group_of_their_o
     assert len(tiny_classifier().configure_optimizers()["optimizer"].param_groups) == 1  # the paper's
 
 
+def test_parameters_a_module_keeps_out_of_weight_decay_get_a_group_without_it():
+    model = tiny_classifier(attention="gct", pool="learned", pool_weight_decay=0.01)
+    optimizer = model.configure_optimizers()["optimizer"]
+    rest, pool, undecayed = optimizer.param_groups
+    betas = [
+        m.beta for m in model.net.modules() if hasattr(m, "beta") and isinstance(m.beta, torch.nn.Parameter)
+    ]
+    assert {id(p) for p in undecayed["params"]} == {id(p) for p in betas} and len(betas) == 3
+    assert (pool["weight_decay"], undecayed["weight_decay"]) == (0.01, 0.0)
+    assert len(rest["params"]) + len(pool["params"]) + len(betas) == len(list(model.parameters()))
+    # a step with no gradient: weight decay alone moves every decayed weight, never beta
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(1.0)
+            param.grad = torch.zeros_like(param)
+    optimizer.step()
+    assert all(torch.equal(b, torch.ones_like(b)) for b in betas)
+    assert all((p < 1).all() for p in rest["params"])
+
+
 @pytest.mark.slow
 def test_pretrained_weights_load_on_a_fresh_fit_only(tmp_path):
     """ResNet-18 from a local weights file: loaded by the fit, not needed to resume, evaluate or reload."""
