@@ -86,6 +86,7 @@ def attach_attention(
     ``layer1``) to arguments for that stage's blocks only, merged over the others (``pool_kwargs`` key by
     key): FcaNet's per-stage DCT sizes, ``{stages: {layer1: {pool_kwargs: {size: 56}}, ...}}``.
     """
+    channel_attention_class(attention)  # an unknown name is that, not a block it cannot fill
     shared = dict(attention_kwargs or {})
     stages = shared.pop(STAGES_KEY, None) or {}
     placement = shared.pop(PLACEMENT_KEY, "block")
