@@ -156,10 +156,13 @@ def test_accuracies(
 ) -> dict[str, float | None]:
     """Test top-1 of the weights a fit ended with (``last``) and of its best checkpoint (``selected``).
 
-    The fit's trainer and model are left as the fit left them: the last weights in the model, the fit's
-    metrics in ``callback_metrics`` (beside the test's) and its ``ckpt_path``."""
+    The two evaluations write nothing to the run's loggers: both would land on the fit's last step under one
+    ``test/`` tag, in a fresh event file once the fit closed its writers. ``result.json`` holds them, each by
+    name. The fit's trainer and model are left as the fit left them: the last weights in the model, the fit's
+    metrics in ``callback_metrics`` (beside the test's), its ``ckpt_path`` and its loggers."""
     weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    metrics, ckpt_path = dict(trainer.callback_metrics), trainer.ckpt_path
+    metrics, ckpt_path, loggers = dict(trainer.callback_metrics), trainer.ckpt_path, trainer.loggers
+    trainer.loggers = []
 
     def test(path: str | None) -> float | None:
         results = trainer.test(model, datamodule=datamodule, ckpt_path=path, verbose=False)
@@ -172,6 +175,7 @@ def test_accuracies(
         model.load_state_dict(weights)
         trainer.callback_metrics.update(metrics)
         trainer.ckpt_path = ckpt_path
+        trainer.loggers = loggers
 
 
 def input_shape(datamodule: LightningDataModule) -> list[int] | None:

@@ -6,43 +6,40 @@ trainer asks the model for the regulariser and the callbacks for the lams.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
 
 from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, mix_regularization
+from spe_lightning.models.attach import attention_modules
+
+Pool = TypeVar("Pool", bound=GlobalPool)
 
 
 def learned_pools(model: nn.Module) -> list[tuple[str, LearnedMixPool]]:
-    """(block name, pool) for every learned max/min mix, in forward order.
-
-    The block name is the pool's path with the attention plumbing removed
-    (``layer1.0.bn3.attn.pool`` -> ``layer1.0``), so tags read like the architecture.
-    """
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, LearnedMixPool):
-            found.append((_block_name(name), module))
-    return found
+    """(block name, pool) for every learned max/min mix, in forward order (see :func:`pools_by_block`)."""
+    return pools_by_block(model, LearnedMixPool)
 
 
 def valued_pools(model: nn.Module) -> list[tuple[str, GlobalPool]]:
     """(block name, pool) for every pool with learned values to watch (lam, GeM's p, LSE's r, ...)."""
+    return [(block, pool) for block, pool in pools_by_block(model, GlobalPool) if pool.logged_values()]
+
+
+def pools_by_block(model: nn.Module, kind: type[Pool]) -> list[tuple[str, Pool]]:
+    """(block name, pool) for every ``kind`` pool, in forward order.
+
+    A pool inside an attention that :func:`attach_attention` placed is named by that attention's block
+    (``layer1.0.bn3.attn.pool`` and timm's ``blocks.1.0.se.pool`` -> ``layer1.0``, ``blocks.1.0``), so
+    tags read like the architecture whatever slot the backbone gave the attention; any other pool by its
+    own path."""
+    owners = {id(part): block for block, attn in attention_modules(model) for part in attn.modules()}
     return [
-        (_block_name(name), module)
+        (owners.get(id(module), name), module)
         for name, module in model.named_modules()
-        if isinstance(module, GlobalPool) and module.logged_values()
+        if isinstance(module, kind)
     ]
-
-
-def _block_name(pool_path: str) -> str:
-    parts = pool_path.split(".")
-    for marker in ("attn", "channel"):
-        if marker in parts:
-            parts = parts[: parts.index(marker)]
-            break
-    if parts and parts[-1].startswith("bn"):
-        parts = parts[:-1]
-    return ".".join(parts) or pool_path
 
 
 def pooling_parameters(model: nn.Module) -> list[Tensor]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from helpers.cli import CONFIG_DIR, QUICKSTART, cli_error, run_cli, run_cli_print_config, tiny_args
 from helpers.processes import run_module
+from helpers.runs import scalar_steps
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -97,6 +98,9 @@ def test_a_fit_reports_each_accuracy_by_how_it_was_chosen(fitted, tmp_path):
     # the digits hold a validation split out: best is chosen on it, then the test split scores the choice
     assert result["best_selected_on"] == "validation" and result["test_acc1_best_on_test"] is None
     assert result["val_acc1_best"] == pytest.approx(float(cli.trainer.checkpoint_callback.best_model_score))
+    # the two after-fit evaluations leave the run's event file as the fit wrote it: one file, no test tags
+    assert len(list(run_dir.glob("events.*"))) == 1
+    assert not [tag for tag in scalar_steps(run_dir) if tag.startswith("test/")]
     tested, _ = run_cli("test", *tiny_args(run_dir.parents[1]), "--ckpt_path=best")
     assert result["test_acc1_selected"] == pytest.approx(float(tested.trainer.callback_metrics["test/acc1"]))
     assert 0 <= result["test_acc1_last"] <= 1 and result["input_shape"] == [1, 8, 8]

@@ -40,6 +40,8 @@ def fit_tiny_run(
     monitor: PoolingMonitor | None = None,
     before: tuple[Callback, ...] = (),
     extra_loggers: Any = lambda root: [],
+    backbone: str = "cifar_resnet",
+    backbone_kwargs: dict[str, Any] | None = None,
     **trainer_kwargs: Any,
 ) -> Path:
     """Train a depth-14 CIFAR ResNet on 8x8 digits for a few steps (4 per epoch, lam every 3); the run dir.
@@ -48,8 +50,10 @@ def fit_tiny_run(
     SPEM's reweight and excitation weights start random, so lam gets a gradient from the first step.
     """
     seed_everything(0)
+    if backbone_kwargs is None:
+        backbone_kwargs = {"depth": depth, "block": "basic"}
     model = ImageClassifier(
-        attention=attention, pool=pool, in_chans=1, backbone_kwargs={"depth": depth, "block": "basic"}
+        backbone=backbone, attention=attention, pool=pool, in_chans=1, backbone_kwargs=backbone_kwargs
     )
     generator = torch.Generator().manual_seed(1)
     for _, learned in learned_pools(model):

@@ -67,10 +67,16 @@ Histograms = Literal["stage", "block", "none"]
 
 
 def _strip_common_parent(names: list[str]) -> list[str]:
-    """Drop the leading path components every name shares (``net.layer1.0`` -> ``layer1.0``), keeping two."""
+    """Drop the leading path components every name shares (``net.layer1.0`` -> ``layer1.0``), keeping two,
+    and keeping a parent whose children are numbered (timm's ``net.blocks.1.0`` -> ``blocks.1.0``): a stage
+    reads as ``blocks.1``, not ``1``."""
     parts = [name.split(".") for name in names]
     common = 0
-    while all(len(p) > common + 2 for p in parts) and len({p[common] for p in parts}) == 1:
+    while (
+        all(len(p) > common + 2 for p in parts)
+        and len({p[common] for p in parts}) == 1
+        and not any(p[common + 1].isdigit() for p in parts)
+    ):
         common += 1
     return [".".join(p[common:]) for p in parts]
 

@@ -186,6 +186,22 @@ def test_learned_pooling_in_another_attention_and_sparser_summaries(tmp_path):
     assert not [tag for tag in acc.Tags()["histograms"] if "spem" in tag]
 
 
+@pytest.mark.parametrize(
+    ("backbone", "kwargs", "stages"),
+    [
+        ("cifar_wrn", {"depth": 10, "widen_factor": 1}, ["layer1", "layer2", "layer3"]),
+        # timm's stages, under their own parent's name; the last (a 1x1 conv) has no attention slot
+        ("timm/mobilenetv3_small_050", {}, [f"blocks.{i}" for i in range(5)]),
+    ],
+)
+def test_the_monitor_groups_any_backbones_blocks_by_stage(tmp_path, backbone, kwargs, stages):
+    run = fit_tiny_run(tmp_path, epochs=1, backbone=backbone, backbone_kwargs=kwargs)
+    logs = read_run(run)
+    blocks = list(logs.lam)
+    assert blocks and sorted({block.rpartition(".")[0] for block in blocks}) == sorted(stages)
+    assert {f"watch/lam_mean/{stage}" for stage in stages} <= set(logs.scalars)
+
+
 def test_other_loggers_get_one_column_per_block(tmp_path):
     run = fit_tiny_run(
         tmp_path, epochs=1, extra_loggers=lambda root: [CSVLogger(root, name="csv", version=0)]
