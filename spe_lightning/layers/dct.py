@@ -20,7 +20,7 @@ divides every filter by ``size`` so that it is the average exactly.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -92,12 +92,21 @@ class DCTPool(GlobalPool):
             raise InputError(f"dct pool scale={scale!r} is not allowed; use orthonormal or mean")
         super().__init__()
         self.frequencies = select_frequencies(frequencies)
+        self.frequency_set = frequencies
         self.channels, self.size, self.scale = channels, size, scale
         # channel c uses frequency c * F // C: F equal consecutive groups when F divides C, as the paper
         self.register_buffer(
             "group", torch.arange(channels) * len(self.frequencies) // channels, persistent=False
         )
         self._filters: dict[tuple[int, int, torch.device], Tensor] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "channels": self.channels,
+            "frequencies": self.frequency_set,
+            "size": self.size,
+            "scale": self.scale,
+        }
 
     def filters(self, h: int, w: int, device: torch.device) -> Tensor:
         """C x h x w float32 filters for an h x w map, cached per map size (fixed, as the paper's default).

@@ -11,6 +11,7 @@ in the log domain with ``logsumexp``, so no power overflows.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -44,3 +45,6 @@ class GeMPool(GlobalPool):
 
     def logged_values(self) -> dict[str, Tensor]:
         return {"gem_p": self.p}
+
+    def settings(self) -> dict[str, Any]:
+        return {"eps": self.eps, "learn_p": self.p.requires_grad}

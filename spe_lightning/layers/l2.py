@@ -8,6 +8,8 @@ follows removes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +29,9 @@ class L2Pool(GlobalPool):
         super().__init__()
         self.eps = eps
         self.alpha = nn.Parameter(torch.ones(1, channels, 1, 1))
+
+    def settings(self) -> dict[str, Any]:
+        return {"channels": self.alpha.shape[1], "eps": self.eps}
 
     def stats(self, x: Tensor) -> Tensor:
         norm = (x.float().square().sum((2, 3), keepdim=True) + self.eps).sqrt()

@@ -15,6 +15,7 @@ precise at r = 5 and cost 3x the time (a ResNet-164 step 1.8x that of ``avg`` in
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,3 +47,6 @@ class LSEPool(GlobalPool):
 
     def logged_values(self) -> dict[str, Tensor]:
         return {"lse_r": self.r}
+
+    def settings(self) -> dict[str, Any]:
+        return {"learn_r": self.r.requires_grad}

@@ -13,6 +13,8 @@ map, as the squeeze of an attention module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,6 +49,9 @@ class MixedPool(GlobalPool):
     def logged_values(self) -> dict[str, Tensor]:
         return {"mixed_a": self.a.float().clamp(0.0, 1.0).mean()}
 
+    def settings(self) -> dict[str, Any]:
+        return {"per_channel": self.a.dim() > 0}
+
 
 @POOLS.register("gated")
 class GatedPool(GlobalPool):
@@ -60,6 +65,9 @@ class GatedPool(GlobalPool):
         super().__init__()
         self.grid = grid
         self.mask = nn.Parameter(torch.zeros(grid * grid))
+
+    def settings(self) -> dict[str, Any]:
+        return {"grid": self.grid}
 
     def gate(self, x: Tensor) -> Tensor:
         region = F.adaptive_avg_pool2d(x.float(), self.grid).flatten(2)  # B x C x grid^2

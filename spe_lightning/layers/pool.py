@@ -72,6 +72,17 @@ class GlobalPool(nn.Module):
         with their mean, min and max per stage."""
         return {}
 
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that make this pool what it is, shown in its repr."""
+        return {}
+
+    def extra_repr(self) -> str:
+        """Its settings, then its learned values now: ``FixedMixPool(lam=0.25)``,
+        ``LearnedMixPool(pools=('max', 'min'), parameterization='square', lam=0.5)``."""
+        shown = [f"{name}={value!r}" for name, value in self.settings().items()]
+        learned = {name: value for name, value in self.logged_values().items() if not value.is_meta}
+        return ", ".join(shown + [f"{name}={value.item():.4g}" for name, value in learned.items()])
+
     def diagnostics(self, alpha: float = 0.0) -> dict[str, Tensor]:
         """Further per-block scalars that explain how the learned values move (logged per block only);
         ``alpha`` is the weight of the pooling regulariser in the loss."""
@@ -138,6 +149,9 @@ class FixedMixPool(GlobalPool):
             raise InputError(f"maxmin pool lam={lam!r} is outside the allowed range [0, 1]")
         super().__init__((lam, 1.0 - lam))
         self.lam = lam
+
+    def settings(self) -> dict[str, Any]:
+        return {"lam": self.lam}
 
     def stats(self, x: Tensor) -> Tensor:
         return global_max_min(x)  # both extremes in one autograd node
@@ -207,6 +221,9 @@ class LearnedMixPool(GlobalPool):
 
     def logged_values(self) -> dict[str, Tensor]:
         return {"lam": self.lam}
+
+    def settings(self) -> dict[str, Any]:
+        return {"pools": self.pool_names, "parameterization": self.parameterization}
 
     def diagnostics(self, alpha: float = 0.0) -> dict[str, Tensor]:
         """What explains lam's moves: |p|, and after a backward pass dL_cls/dlam (two-pool mixes).
@@ -282,6 +299,9 @@ class MeanStdPool(GlobalPool):
     def __init__(self, eps: float = 1e-5) -> None:
         super().__init__((1.0, 1.0))
         self.eps = eps
+
+    def settings(self) -> dict[str, Any]:
+        return {"eps": self.eps}
 
     def stats(self, x: Tensor) -> Tensor:
         var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0, keepdim=True)

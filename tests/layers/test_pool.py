@@ -3,6 +3,7 @@ diagnostics, one name per pool, the ``name@value`` shorthand, errors, and half p
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 
@@ -209,3 +210,53 @@ def test_each_pool_has_one_name_and_old_names_resolve_to_it():
         assert POOLS.canonical(alias.upper()) == name
     with pytest.raises(InputError, match="unknown pool 'median'; known pools: avg, avgmax, dct"):
         POOLS.canonical("median")
+
+
+OTHER_SETTINGS = {
+    "dct": {"frequencies": "low16", "size": 14, "scale": "mean"},
+    "learned": {"init": (1.0, 0.5), "pools": ("avg", "max"), "parameterization": "softmax"},
+}
+"""Arguments that are not numbers, with a value other than the default."""
+
+
+def changed(default: object) -> list[object]:
+    """Values other than ``default`` for a numeric or boolean constructor argument, to try in turn."""
+    if isinstance(default, bool):
+        return [not default]
+    if isinstance(default, int):
+        return [default + 1]
+    if isinstance(default, float):
+        return [value for value in (0.25, 2.0, default / 2) if value != default]
+    return []
+
+
+@pytest.mark.parametrize("name", pool_names())
+def test_a_pools_repr_shows_every_setting_that_makes_it_differ(name):
+    """Two pools built differently never print the same: every numeric or boolean argument shows."""
+    cls = POOLS.get(name)
+    default = repr(create_pool(name, channels=8))
+    tried = 0
+    for arg in inspect.signature(cls.__init__).parameters.values():
+        if arg.name == "channels" or arg.default is inspect.Parameter.empty:
+            continue
+        for value in changed(arg.default):
+            try:
+                other = create_pool(name, channels=8, **{arg.name: value})
+            except InputError:
+                continue
+            assert repr(other) != default, f"{name}: {arg.name}={value!r} does not show in {default}"
+            tried += 1
+            break
+    for arg, value in OTHER_SETTINGS.get(name, {}).items():
+        assert repr(create_pool(name, channels=8, **{arg: value})) != default, f"{name}: {arg} does not show"
+        tried += 1
+    assert tried or {"self", "weights"} >= set(inspect.signature(cls.__init__).parameters)
+    assert repr(create_pool("maxmin@0.25")) == "FixedMixPool(lam=0.25)"
+
+
+def test_a_learned_pools_repr_shows_its_value_now_and_a_meta_one_still_prints():
+    pool = create_pool("learned")
+    with torch.no_grad():
+        pool.p.copy_(torch.tensor([1.0, 0.0]))
+    assert repr(pool).endswith("lam=1)")
+    assert "lam" not in repr(create_pool("learned").to("meta"))
