@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_int
+from spe_lightning.layers.placement import TakesDeviceAndDtype
 from spe_lightning.layers.pool import GlobalPool, create_pool, directional_help
 
 Pooling = Literal["combined", "statistics", "directional", "none"]
@@ -36,7 +37,7 @@ def recalibrate(x: Tensor, gate: Tensor) -> Tensor:
     return x * gate.to(x.dtype)
 
 
-class ChannelAttention(nn.Module):
+class ChannelAttention(TakesDeviceAndDtype, nn.Module):
     """Base of the attention modules: pool, then :meth:`excite`, then recalibrate.
 
     Args:

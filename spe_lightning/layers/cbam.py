@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from spe_lightning.layers.attention import ChannelAttention, recalibrate
+from spe_lightning.layers.placement import TakesDeviceAndDtype
 from spe_lightning.layers.pool import GlobalPool, combine_stats, reduced_width
 
 
@@ -56,7 +57,7 @@ class SpatialGate(nn.Module):
         return recalibrate(x, self.gate(x))
 
 
-class CBAM(nn.Module):
+class CBAM(TakesDeviceAndDtype, nn.Module):
     """Channel gate, then spatial gate; the pool argument applies to the channel gate."""
 
     def __init__(

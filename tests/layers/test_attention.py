@@ -133,3 +133,15 @@ def test_a_run_names_the_pool_by_its_one_name():
     assert pool_label("se", "learned_mix") == "learned"
     assert pool_label("se", "fixed_mix@0.25") == "maxmin@0.25"
     assert pool_label("none", "avg") is None
+
+
+@pytest.mark.parametrize("name", ATTENTION_NAMES)
+def test_every_attention_takes_timms_device_and_dtype_keywords(name):
+    cls = ATTENTIONS.get(name)
+    built = cls(16, device="meta", dtype=torch.float64)
+    assert {(t.device.type, t.dtype) for t in built.parameters()} <= {("meta", torch.float64)}
+    assert {"device", "dtype"} <= set(inspect.signature(cls).parameters)
+    # the factory passes them on too, and a module built without them is where it always was
+    x = maps(2, 16, 5, 5).double()
+    assert create_attention(name, 16, dtype=torch.float64)(x).dtype == torch.float64
+    assert {t.dtype for t in cls(16).parameters()} <= {torch.float32}

@@ -14,7 +14,7 @@ from torch import nn
 
 from spe_lightning.__main__ import dispatch
 from spe_lightning.core.errors import InputError
-from spe_lightning.layers import attention_names, is_attention
+from spe_lightning.layers import ATTENTIONS, attention_names, is_attention
 from spe_lightning.models import attention_modules, count_parameters, create_backbone
 from spe_lightning.models.timm_backbones import check_timm_weights
 
@@ -202,3 +202,12 @@ def test_timm_pretrained_weights_asked_for_offline_are_one_error_line(tmp_path):
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
     assert "timm's pretrained weights for resnet10t could not be loaded" in errors[0]
     assert "Traceback" not in done.stderr and not (tmp_path / "quickstart").exists()
+
+
+@pytest.mark.parametrize("name", ["se", "spem", "cbam", "coord"])
+def test_our_modules_drop_into_timm_as_its_attn_layer(name):
+    """timm's blocks build ``attn_layer(channels, device=..., dtype=...)``: our classes take both keywords."""
+    cls = ATTENTIONS.get(name)
+    net = timm.create_model("resnet10t", num_classes=3, block_args={"attn_layer": cls}, dtype=torch.float64)
+    assert sum(isinstance(m, cls) for m in net.modules()) == 4  # one per block
+    assert net(torch.randn(2, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
