@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from importlib.metadata import requires
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def test_every_package_the_code_imports_is_declared():
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
 
 
+def test_the_license_the_metadata_names_is_the_license_file():
+    (license_field,) = re.findall(
+        r"^license = \{ text = \"(\w+)\" \}$", (REPO / "pyproject.toml").read_text(), re.M
+    )
+    assert (REPO / "LICENSE").read_text().startswith(f"{license_field} License\n")
+
+
 def test_every_config_is_packaged_from_the_top_level_folder():
     edited = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
     assert packaged_configs() == edited
@@ -61,6 +69,9 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains_from_outside_the_reposi
         timeout=INSTALL_TIMEOUT,
     )
     (wheel,) = wheels.glob("spe_lightning-*.whl")
+    with zipfile.ZipFile(wheel) as contents:  # the license the metadata names travels with the code
+        (license_file,) = [name for name in contents.namelist() if name.endswith("/LICENSE")]
+        assert contents.read(license_file) == (REPO / "LICENSE").read_bytes()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=INSTALL_TIMEOUT)
     python, script = venv / "bin" / "python", venv / "bin" / "spe-lightning"
