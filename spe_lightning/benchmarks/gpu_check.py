@@ -8,7 +8,8 @@ For each attention, at batch 128, bf16-mixed autocast and channels_last (the def
 eager and compiled images/s (compile time apart: the first compiled steps), the GPU time against the host
 time of an eager step (host time is what the Python side takes to issue it; a step whose host time is
 near its GPU time is launch-bound), and per eager step the kernels (CUDA kernels; on CPU, dispatched aten
-ops) and the host syncs (``aten::_local_scalar_dense`` calls) the profiler records. Then the training
+ops) and the host syncs (``aten::_local_scalar_dense`` calls) the profiler records; what SPEM's fused gate's
+self-check found (``SPE_LIGHTNING_FUSED_GATE=0`` times the composite gate instead). Then the training
 loader's images/s: DataLoader workers (none, and the datamodules' default for one device) against the
 device pipeline.
 
@@ -29,6 +30,7 @@ from spe_lightning.benchmarks.loader import compare_loaders
 from spe_lightning.benchmarks.throughput import train_step
 from spe_lightning.cli.exit_policy import OneLineArgumentParser, exit_policy
 from spe_lightning.core.validation import check_int
+from spe_lightning.layers.spem_fused import fused_gate_checks
 
 
 def timed(step: Callable[[], None], steps: int, device: str) -> tuple[float, float, float | None]:
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             f"{attention:<6} {eager}; {kernels} kernels, {syncs} host syncs per step{compiled_text}",
             flush=True,
         )
+    for (device, dtype), used in fused_gate_checks().items():
+        verdict = "agreed with the composite maths: used" if used else "off (see the warning above)"
+        print(f"fused SPEM gate on {device} at {dtype}: {verdict}", flush=True)
     workers = [0, suggested_max_num_workers(1)]  # the datamodules' default on one device
     results["loader"] = compare_loaders(args.images, workers, rounds=1, batch_size=args.batch_size)
     return results

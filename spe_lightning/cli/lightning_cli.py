@@ -36,6 +36,7 @@ from spe_lightning.cli.moved_modules import map_moved_modules
 from spe_lightning.cli.parser import SPEArgumentParser, concise_parser_error
 from spe_lightning.core.errors import InputError
 from spe_lightning.kernels.cpu_max_min import kernel_mode
+from spe_lightning.layers.spem_fused import fused_gate_mode
 from spe_lightning.runs.layout import write_result
 from spe_lightning.runs.lock import RunLock
 from spe_lightning.runs.log_names import TEST_ACC1, VAL_ACC1, VAL_ACC1_BEST
@@ -427,6 +428,7 @@ def cli_main(args: ArgsType = None, tools: dict[str, str] | None = None) -> SPEC
     with exit_policy():
         argv = prepare_arguments(args)
         kernel_mode()  # a bad SPE_LIGHTNING_CPU_KERNEL fails here, not at the first training step
+        fused_gate_mode()  # and a bad SPE_LIGHTNING_FUSED_GATE
         _show_kernel_build()
         if args is None:  # with config names resolved: also what DDP's launcher starts its ranks with
             sys.argv[1:] = argv

@@ -22,14 +22,15 @@ from torch import Tensor, nn
 from spe_lightning.layers.attention import ChannelAttention
 from spe_lightning.layers.max_min import standard_ops_only
 from spe_lightning.layers.pool import GlobalPool, LearnedMixPool, combine_stats
-from spe_lightning.layers.spem_fused import fused_gate_runs_on, fused_spem_gate
+from spe_lightning.layers.spem_fused import fused_gate_runs_on, fused_gate_trusted, fused_spem_gate
 
 
 class SPEM(ChannelAttention):
     """SPEM as in the reference code: one sigmoid on each branch, then their product.
 
     Any pool may be plugged in: the reweight applies to each of its statistics, the sum
-    branch adds them and the mix branch combines them with the pool's weights.
+    branch adds them and the mix branch combines them with the pool's weights. ``fused_gate=False`` keeps
+    the composite maths on a GPU too (see :mod:`~spe_lightning.layers.spem_fused`).
     """
 
     default_pool = "learned"
@@ -40,6 +41,7 @@ class SPEM(ChannelAttention):
         channels: int,
         pool: str | GlobalPool | None = None,
         pool_kwargs: dict[str, Any] | None = None,
+        fused_gate: bool = True,
     ) -> None:
         super().__init__(channels, pool, pool_kwargs)
         shape = (1, channels, 1, 1)
@@ -50,7 +52,8 @@ class SPEM(ChannelAttention):
         # the fused op computes the reference gate over the paper's p0^2 / |p|^2 max/min mix
         pool = self.pool
         self.fusable = (
-            type(self).combine_branches is SPEM.combine_branches
+            fused_gate
+            and type(self).combine_branches is SPEM.combine_branches
             and isinstance(pool, LearnedMixPool)
             and pool.pools is None
             and pool.parameterization == "square"
@@ -60,10 +63,12 @@ class SPEM(ChannelAttention):
         return torch.sigmoid(summed) * torch.sigmoid(mixed)
 
     def gate(self, x: Tensor) -> Tensor:
-        """Stages 1 and 2; on eager CUDA as one fused op (:mod:`~spe_lightning.layers.spem_fused`)."""
+        """Stages 1 and 2; on eager CUDA as one fused op (:mod:`~spe_lightning.layers.spem_fused`), once it
+        has been checked there against the composite maths."""
         if self.fusable and fused_gate_runs_on(x) and not standard_ops_only():
             params = (self.reweight_weight, self.reweight_bias, self.excite_weight, self.excite_bias)
-            return fused_spem_gate(x, params, self.pool.p)
+            if fused_gate_trusted(x, params, self.pool.p, super().gate):
+                return fused_spem_gate(x, params, self.pool.p)
         return super().gate(x)
 
     def excite(self, pooled: Tensor) -> Tensor:

@@ -121,6 +121,11 @@ CASES = {
         "SPE_LIGHTNING_CPU_KERNEL='fast' is not allowed; use one of auto, 1, 0",
         env={"SPE_LIGHTNING_CPU_KERNEL": "fast"},
     ),
+    "bad fused gate switch": Case(
+        [],
+        "SPE_LIGHTNING_FUSED_GATE='off' is not allowed; use one of auto, 1, 0",
+        env={"SPE_LIGHTNING_FUSED_GATE": "off"},
+    ),
     "output folder not writable": Case(
         ["--trainer.logger.init_args.save_dir={tmp}/a_file/runs"],
         "output folder {tmp}/a_file/runs/default/version_0 cannot be written ({tmp}/a_file is a file)",

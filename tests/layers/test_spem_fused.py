@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from spe_lightning.layers import SPEM
+from spe_lightning.core.errors import InputError
+from spe_lightning.layers import SPEM, spem_fused
+from spe_lightning.layers import spem as spem_module
 from spe_lightning.layers.max_min import standard_ops
 from spe_lightning.models import create_backbone, pooling_parameters, pooling_regularization
 
@@ -72,3 +74,115 @@ def test_cpu_and_export_keep_the_composite_gate():
     with standard_ops(), OpCount() as count:
         spem(torch.empty(2, 8, 4, 4, device="meta"))
     assert not [op for op in count.ops if op.startswith("spe_lightning")]
+
+
+class StandInOp:
+    """The fused op as a test controls it, on CPU: the composite gate plus ``error``, or a failure."""
+
+    def __init__(self, error: float = 0.0, fails: bool = False) -> None:
+        self.error, self.fails, self.calls = error, fails, 0
+
+    def __call__(self, x: torch.Tensor, params: tuple, p: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fails:
+            raise RuntimeError("PassManager::run failed")
+        owner = self.owners[id(params[0])]  # the SPEM module whose parameters these are
+        return super(SPEM, owner).gate(x).float() + self.error
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """Put a :class:`StandInOp` where the fused op runs (CPU counts as a GPU) and forget earlier checks."""
+
+    def install(op: StandInOp, mode: str | None = None) -> StandInOp:
+        monkeypatch.setattr(spem_module, "fused_gate_runs_on", lambda x: True)
+        for module in (spem_module, spem_fused):
+            monkeypatch.setattr(module, "fused_spem_gate", op)
+        monkeypatch.setattr(spem_fused, "_checked", {})
+        if mode is None:
+            monkeypatch.delenv(spem_fused.ENV_VAR, raising=False)
+        else:
+            monkeypatch.setenv(spem_fused.ENV_VAR, mode)
+        return op
+
+    return install
+
+
+def train_steps(net: torch.nn.Module, steps: int = 3) -> torch.Tensor:
+    """A sanity-check forward in inference mode (as Lightning's first), then SGD steps; the last logits."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    with torch.inference_mode():
+        net(x)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    return net(x).detach()
+
+
+def tiny_spem_net(**attention_kwargs) -> torch.nn.Module:
+    torch.manual_seed(1)
+    net = create_backbone(
+        "cifar_resnet", 3, depth=8, block="basic", attention="spem", attention_kwargs=attention_kwargs
+    )
+    with torch.no_grad():  # SPEM's gate starts flat: random weights make a wrong gate show
+        for module in net.modules():
+            if isinstance(module, SPEM):
+                for param in (module.reweight_weight, module.excite_weight):
+                    param.normal_()
+    return net
+
+
+def bind(op: StandInOp, net: torch.nn.Module) -> StandInOp:
+    op.owners = {id(m.reweight_weight): m for m in net.modules() if isinstance(m, SPEM)}
+    return op
+
+
+@pytest.mark.parametrize(
+    ("op", "said"),
+    [
+        (StandInOp(error=0.01), "its gate differs from the composite maths by 0.01"),
+        (StandInOp(fails=True), "it failed (RuntimeError: PassManager::run failed)"),
+    ],
+)
+def test_a_fused_gate_that_disagrees_or_fails_is_turned_off_with_one_warning(stand_in, op, said):
+    composite = train_steps(tiny_spem_net(fused_gate=False))
+    net = tiny_spem_net()
+    stand_in(bind(op, net))
+    with pytest.warns(spem_fused.FusedGateFallback) as warned:
+        trained = train_steps(net)
+    assert (
+        len(warned) == 1
+        and said in str(warned[0].message)
+        and "on cpu at torch.float32" in str(warned[0].message)
+    )
+    assert op.calls == 1  # the check only: the training never used it
+    assert torch.equal(trained, composite)
+
+
+def test_a_fused_gate_that_agrees_is_used_after_one_check(stand_in, recwarn):
+    net = tiny_spem_net()
+    op = stand_in(bind(StandInOp(), net))
+    train_steps(net, steps=2)
+    assert not [w for w in recwarn if issubclass(w.category, spem_fused.FusedGateFallback)]
+    # the check (1), then every SPEM gate of every forward: the sanity forward, 2 steps and the last one
+    blocks = sum(isinstance(m, SPEM) for m in net.modules())
+    assert op.calls == 1 + 4 * blocks
+
+
+def test_the_switch_turns_the_fused_gate_off_or_makes_a_failed_check_an_error(stand_in):
+    net = tiny_spem_net()
+    op = stand_in(bind(StandInOp(), net), mode="0")
+    train_steps(net, steps=1)
+    assert op.calls == 0
+    assert tiny_spem_net(fused_gate=False).get_submodule("layer1.0.bn2.attn").fusable is False
+    stand_in(bind(StandInOp(error=0.5), net), mode="1")
+    with pytest.raises(RuntimeError, match="SPE_LIGHTNING_FUSED_GATE=1 requires it"):
+        train_steps(net, steps=1)
+    stand_in(bind(StandInOp(), net), mode="sometimes")
+    with pytest.raises(
+        InputError, match="SPE_LIGHTNING_FUSED_GATE='sometimes' is not allowed; use one of auto, 1, 0"
+    ):
+        train_steps(net, steps=1)
