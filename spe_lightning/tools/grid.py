@@ -16,8 +16,12 @@ ones. ``grid.json`` in the grid folder lists the points and their exact commands
 
 Launchers: ``local`` runs the points one after another, or ``parallel`` at a time with one GPU each
 (``gpus``); ``slurm`` writes an sbatch job-array script, one task per pending point, requeued on
-preemption (SIGTERM saves ``last.ckpt``, exit 143, ``scontrol requeue``), and submits it where
-``sbatch`` exists; elsewhere it prints it. The cluster's scheduler does the scheduling.
+preemption (SIGTERM saves ``last.ckpt``, exit 143, ``scontrol requeue``), at most ``array_limit`` at once,
+and submits it where ``sbatch`` exists; elsewhere it prints it. The cluster's scheduler does the
+scheduling. Before any point runs, each dataset the points read is downloaded (or found) once.
+
+Where each point's output goes: ``<grid folder>/<point name>.log`` (local), ``<grid folder>/slurm-<job
+id>_<task>.out`` (slurm, appended to when a task is requeued); the run itself in ``<point name>/version_N``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, Literal
 
 import yaml
 from jsonargparse import ActionConfigFile
+from lightning.pytorch.cli import instantiate_class
 
 from spe_lightning.cli.lightning_cli import parse_config
 from spe_lightning.cli.parser import ToolArgumentParser
@@ -162,6 +167,28 @@ def check_points(points: list[Point]) -> None:
                 raise InputError(f"grid point {point.name}: {err}") from None
 
 
+def prepare_data(points: list[Point]) -> None:
+    """Download each dataset the points read, or check that it is in place, once, before any point starts:
+    the points (array tasks on compute nodes that often have no network, or parallel local fits) then find
+    it there, instead of all downloading it into one folder at once. One parse per distinct data setting."""
+    seen: set[str] = set()
+    for point in points:
+        data = {key: value for key, value in point.values.items() if key.split(".")[0] == "data"}
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        config = parse_config(point.command[point.command.index("fit") :]).data
+        datamodule = instantiate_class((), config.as_dict())
+        where = getattr(datamodule, "data_dir", None)
+        print(f"[grid] preparing {config.class_path.rpartition('.')[2]}" + (f" in {where}" if where else ""))
+        try:
+            datamodule.prepare_data()
+            datamodule.setup("fit")  # the files are there and read
+        except InputError as err:
+            raise InputError(f"grid point {point.name}: {err}") from None
+
+
 def check_baseline(baseline: dict[str, Any] | None, axes: dict[str, list[Any]]) -> None:
     """A baseline names values of the grid's axes (not its seed), each one the axis has."""
     for key, value in (baseline or {}).items():
@@ -253,10 +280,25 @@ class StopGrid(Exception):
         self.signum = signum
 
 
-def slurm_script(grid_name: str, folder: Path, points: list[Point], sbatch: dict[str, Any]) -> str:
-    """An sbatch job array: task i runs pending point i's fit; a preempted task (exit 143) is requeued."""
+def check_sbatch(sbatch: dict[str, Any], array_limit: int | None) -> None:
+    """The grid writes ``--array`` itself (one task per pending point): a second one is refused."""
+    if array_limit is not None:
+        check_int("array_limit", array_limit, hint=" (tasks of the array running at once)")
+    if "array" in sbatch:
+        raise InputError(
+            f"sbatch option array={sbatch['array']!r} is not allowed: the grid writes --array itself, one "
+            "task per pending point; use --array_limit N to run at most N of them at once"
+        )
+
+
+def slurm_script(
+    grid_name: str, folder: Path, points: list[Point], sbatch: dict[str, Any], array_limit: int | None = None
+) -> str:
+    """An sbatch job array: task i runs pending point i's fit, at most ``array_limit`` at once; a preempted
+    task (exit 143) is requeued. Task i's output is ``slurm-<job>_<i>.out`` in the grid folder."""
     options = {"job-name": grid_name, "output": str(folder / "slurm-%A_%a.out"), **sbatch}
-    lines = ["#!/bin/bash", f"#SBATCH --array=0-{len(points) - 1}"]
+    throttle = "" if array_limit is None else f"%{array_limit}"
+    lines = ["#!/bin/bash", f"#SBATCH --array=0-{len(points) - 1}{throttle}"]
     lines += [f"#SBATCH --{key}={value}" for key, value in options.items()]
     lines += [
         "#SBATCH --requeue                 # a preempted task goes back into the queue",
@@ -287,6 +329,7 @@ def run_grid(
     parallel: int = 1,
     gpus: list[int] | None = None,
     sbatch: dict[str, str | int] | None = None,
+    array_limit: int | None = None,
     dry_run: bool = False,
     baseline: dict[str, Any] | None = None,
     controls: dict[str, dict[str, Any]] | None = None,
@@ -304,13 +347,16 @@ def run_grid(
         parallel: local launcher: points at a time.
         gpus: local launcher: GPU indices, one per running point (CUDA_VISIBLE_DEVICES).
         sbatch: slurm launcher: extra ``#SBATCH`` options, e.g. ``{gres: "gpu:1", time: "12:00:00"}``.
-        dry_run: list the points and what would run; run and write nothing.
+        array_limit: slurm launcher: array tasks running at once (``--array=0-167%4``).
+        dry_run: list the points and what would run, and the slurm launcher's script; run, download and
+            write nothing.
         baseline: axis values of the arm the report compares every other arm with, seed by seed
             (``{model.attention: se, model.pool: avg}``); recorded in ``grid.json``.
         controls: named extra arms, each a set of overrides crossed with the axes it does not set
             (``{const_gate: {model.attention: const_gate, model.pool: null}}``).
     """
     check_int("parallel", parallel)
+    check_sbatch(sbatch or {}, array_limit)
     check_baseline(baseline, axes)
     grid_name, points = expand(grid_file, base, axes, set or {}, name, save_dir, controls)
     check_points(points)
@@ -322,11 +368,15 @@ def run_grid(
     if dry_run:
         for point in points:
             print(f"  {point.index:3d} {statuses[point.name]:<11} {shlex.join(point.command)}")
+        if launcher == "slurm" and pending:
+            print(f"# the script {folder / SCRIPT} would hold:")
+            print(slurm_script(grid_name, folder, pending, sbatch or {}, array_limit))
         return summary
+    prepare_data(pending)
     write_manifest(folder, grid_file, points, baseline)
     if launcher == "slurm":
         script = folder / SCRIPT
-        script.write_text(slurm_script(grid_name, folder, pending, sbatch or {}))
+        script.write_text(slurm_script(grid_name, folder, pending, sbatch or {}, array_limit))
         if pending and shutil.which("sbatch"):
             submitted = subprocess.run(["sbatch", str(script)], capture_output=True, text=True, check=True)
             print(submitted.stdout.strip())

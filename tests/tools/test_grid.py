@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.cli import CONFIG_DIR, QUICKSTART
+from helpers.data import write_cifar
 from helpers.processes import TIMEOUT, child_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchvision.datasets import CIFAR10, CIFAR100
 
 from spe_lightning.__main__ import dispatch
 from spe_lightning.cli.lightning_cli import parse_config
@@ -124,21 +126,33 @@ def test_digits_smoke_killed_in_its_third_point_then_rerun_skips_finished_and_re
 @pytest.mark.slow
 def test_slurm_script_for_the_phenomenon_grid(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no sbatch here: the script is printed, not submitted
-    summary = dispatch(
-        [
-            "grid",
-            f"--config={GRIDS / 'phenomenon_cifar10.yaml'}",
-            f"--save_dir={tmp_path}",
-            "--launcher=slurm",
-            '--sbatch={gres: "gpu:1", time: "24:00:00"}',
-        ]
+    monkeypatch.chdir(tmp_path)  # the grid's data_dir, data/, is relative to where it is launched
+    write_cifar(tmp_path / "data", CIFAR10, monkeypatch)  # the archive only, as a download leaves it
+    args = [
+        "grid",
+        f"--config={GRIDS / 'phenomenon_cifar10.yaml'}",
+        f"--save_dir={tmp_path}",
+        "--launcher=slurm",
+        '--sbatch={gres: "gpu:1", time: "24:00:00"}',
+        "--array_limit=4",
+    ]
+    dispatch([*args, "--dry_run=true"])  # the script it would write, and nothing written or extracted
+    planned = capsys.readouterr().out.split("would hold:\n")[1]
+    assert (
+        not (tmp_path / "phenomenon_cifar10").exists()
+        and not (tmp_path / "data" / "cifar-10-batches-py").exists()
     )
+    summary = dispatch(args)
     script = Path(summary["script"]).read_text()
-    assert script in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert script in out and planned.strip() == script.strip()
+    # the data is prepared once, before the array is written: every task finds it in place
+    assert out.count("[grid] preparing CIFAR10DataModule in ") == 1
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").is_file()
     manifest = json.loads((tmp_path / "phenomenon_cifar10" / "grid.json").read_text())
     assert len(manifest["points"]) == 4 * 14 * 3 + 2 * 3  # and the two controls x 3 seeds
     assert manifest["points"][-1]["name"] == "zero_init-seed2"
-    assert "#SBATCH --array=0-173\n" in script
+    assert script.count("#SBATCH --array") == 1 and "#SBATCH --array=0-173%4\n" in script
     for option in (
         "--requeue",
         "--signal=TERM@120",
@@ -187,6 +201,9 @@ def test_slurm_launcher_submits_where_sbatch_exists(tmp_path, monkeypatch):
     (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job 42"\n')
     (bin_dir / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    for dataset in (CIFAR10, CIFAR100):  # the table's two datasets, each prepared once
+        write_cifar(tmp_path / "data", dataset, monkeypatch)
     summary = dispatch(
         ["grid", f"--config={GRIDS / 'spem_table.yaml'}", f"--save_dir={tmp_path}", "--launcher=slurm"]
     )
@@ -209,6 +226,20 @@ BAD_GRIDS = {
     "baseline on no axis": (
         "axes: {model.attention: [se, eca]}\nbaseline: {model.pool: avg}",
         "baseline key 'model.pool' is not an axis of the grid; the axes it may name: model.attention",
+    ),
+    "a second array option": (
+        "axes: {model.attention: [se, eca]}\nlauncher: slurm\nsbatch: {array: 0-17%4}",
+        "sbatch option array='0-17%4' is not allowed: the grid writes --array itself, one task per pending "
+        "point; use --array_limit N to run at most N of them at once",
+    ),
+    "a throttle of no tasks": (
+        "axes: {model.attention: [se, eca]}\nlauncher: slurm\narray_limit: 0",
+        "array_limit=0 is not allowed",
+    ),
+    "data that is not there": (
+        "axes: {model.attention: [se, eca]}\nset: {data: spe_lightning.data.CIFAR10DataModule, "
+        "data.init_args.data_dir: no_such_folder, data.init_args.download: false}",
+        "grid point se: CIFAR10 not found: expected ",
     ),
     "baseline matching no point": (
         "axes: {model.attention: [se, eca]}\nbaseline: {model.attention: cbam}",
