@@ -57,3 +57,27 @@ def test_the_layout_section_names_every_part_of_the_package():
     missing = [part for part in parts if f"`{part}/`" not in section]
     assert missing == []
     assert spe_lightning.__doc__ is not None and all(f"``{part}``" in spe_lightning.__doc__ for part in parts)
+
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_readme_link_resolves_inside_the_repository():
+    """Links to files name files of the repository (never a folder beside it), and links to sections name
+    headings of the README."""
+    text = README.read_text()
+    anchors = {heading_anchor(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert len(targets) >= 10
+    for target in targets:
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            assert target[1:] in anchors, f"README links to a missing section: {target}"
+            continue
+        path = (REPO / target.split("#")[0]).resolve()
+        assert REPO in path.parents and path.exists(), (
+            f"README links outside the repository or to nothing: {target}"
+        )
