@@ -67,6 +67,12 @@ REFERENCES = {"max_only": 1.0, "min_only": 0.0}
 """Reference line -> its constant value: lam = 1 is max pooling alone, lam = 0 min pooling alone."""
 SUBRUN_FOLDERS = (BLOCK_RUNS, REFERENCE_RUNS)
 SUMMARY_STATS = ("mean", "min", "max")
+MIX_WEIGHTS = ("lam", "mixed_a")
+"""Logged values that are weights of a mix, in [0, 1] (1: max pooling alone): their charts get the reference
+lines, and their stage summaries the count of blocks above one half."""
+ABOVE_HALF = "above_half"
+"""The stage summary of a mix weight that counts its blocks above 0.5 (led by max pooling): with min and
+max it shows whether a stage's blocks split between the two pools, which their mean hides."""
 LAM = "lam"
 LR = metric(TRAIN, "lr")
 """The learning rate (Lightning's LearningRateMonitor would call it ``lr-SGD``, sorting before train)."""
@@ -143,9 +149,15 @@ def description(tag: str) -> str:
     the sub-runs for a stage chart."""
     parts = tag.split("/")
     key = parts[1] if len(parts) > 1 and parts[0] == WATCH else ""
-    base, _, stat = key.rpartition("_")
-    if stat in SUMMARY_STATS and base in DESCRIPTIONS:
-        return f"The {stat} over the stage's blocks of {DESCRIPTIONS[base]}"
+    for stat in (*SUMMARY_STATS, ABOVE_HALF):
+        base = key.removesuffix(f"_{stat}")
+        if base != key and base in DESCRIPTIONS:
+            what = (
+                "number of the stage's blocks above 0.5"
+                if stat == ABOVE_HALF
+                else f"{stat} over the stage's blocks"
+            )
+            return f"The {what} of {DESCRIPTIONS[base]}"
     if key not in DESCRIPTIONS:
         return ""
     lines = (

@@ -41,10 +41,12 @@ from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_int
 from spe_lightning.layers import SPEM, ChannelAttention, GlobalPool, LearnedMixPool
 from spe_lightning.models import attention_modules, learned_pools, valued_pools
-from spe_lightning.runs.layout import run_label
+from spe_lightning.runs.layout import run_folder, run_label
 from spe_lightning.runs.log_names import (
+    ABOVE_HALF,
     LAM,
     LAM_OVERVIEW,
+    MIX_WEIGHTS,
     SUMMARY_STATS,
     block_run,
     block_tag,
@@ -59,8 +61,6 @@ SPEM_PARAMETERS = ("reweight_weight", "reweight_bias", "excite_weight", "excite_
 HISTOGRAM_BINS = 64
 """Equal-width buckets: TensorBoard shows ~30; torch's default exponential ~1500 cost 2.5x the time and
 make each histogram ~9 KB, not 0.5."""
-MIX_WEIGHTS = ("lam", "mixed_a")
-"""Logged values that are weights of a mix, in [0, 1]: their charts get the reference lines."""
 FIGURES = "lam_figures"
 """Folder, inside the run, of the lam figure of every epoch."""
 Histograms = Literal["stage", "block", "none"]
@@ -88,17 +88,23 @@ def _to_host(tensors: dict[Any, Tensor]) -> dict[Any, Tensor]:
 
 
 def stage_summaries(values: dict[tuple[str, str], float], keys: Iterable[str]) -> dict[str, float]:
-    """Mean, min and max over each stage's blocks of every ``keys`` value: ``watch/lam_mean/layer1``, ..."""
+    """Mean, min and max over each stage's blocks of every ``keys`` value (``watch/lam_mean/layer1``, ...),
+    and for a mix weight the number of its blocks above 0.5 (``watch/lam_above_half/layer1``)."""
     by_stage: dict[tuple[str, str], list[float]] = {}
     for (block, key), value in values.items():
         if key in keys:
             by_stage.setdefault((key, stage_of(block)), []).append(value)
-    reduce = {"mean": np.mean, "min": np.min, "max": np.max}
+    reduce = {"mean": np.mean, "min": np.min, "max": np.max, ABOVE_HALF: lambda s: np.sum(np.greater(s, 0.5))}
     return {
         summary_tag(key, stat, stage): float(reduce[stat](series))
         for (key, stage), series in by_stage.items()
-        for stat in SUMMARY_STATS
+        for stat in summary_stats(key)
     }
+
+
+def summary_stats(key: str) -> tuple[str, ...]:
+    """The stage summaries of a logged value: mean, min and max, and above one half for a mix weight."""
+    return (*SUMMARY_STATS, ABOVE_HALF) if key in MIX_WEIGHTS else SUMMARY_STATS
 
 
 Named = list[tuple[str, nn.Module]]
@@ -113,10 +119,15 @@ def watched_blocks(model: nn.Module) -> tuple[Named, Named, Named]:
 
 
 def final_value_tags(model: nn.Module) -> list[str]:
-    """The per-stage mean of every learned pool value (``watch/lam_mean/layer1``): each stage's final lam
-    in the HParams view."""
+    """Every stage summary of every learned pool value (``watch/lam_mean/layer1``, ``lam_min``, ``lam_max``,
+    ``lam_above_half``): each stage's final lams in the HParams view, their spread beside their mean."""
     _, valued, _ = watched_blocks(model)
-    tags = (summary_tag(key, "mean", stage_of(b)) for b, pool in valued for key in pool.logged_values())
+    tags = (
+        summary_tag(key, stat, stage_of(block))
+        for block, pool in valued
+        for key in pool.logged_values()
+        for stat in summary_stats(key)
+    )
     return list(dict.fromkeys(tags))
 
 
@@ -198,7 +209,7 @@ class PoolingMonitor(Callback):
         self._every = self.log_every_n_steps or trainer.log_every_n_steps
         widest = max(Counter(stage_of(block) for block, _ in self._valued).values(), default=0)
         self._references = reference_runs(widest)
-        self._folder = trainer.log_dir  # on every rank: it is a broadcast under DDP
+        self._folder = str(run_folder(trainer))
         self._alpha = float(getattr(pl_module, "hparams", {}).get("pool_alpha", 0.0))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

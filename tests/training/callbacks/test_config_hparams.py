@@ -23,7 +23,7 @@ def test_the_config_flattens_to_readable_names_and_plain_values():
     )
     assert flatten_config(config) == {
         "model.attention": "spem",
-        "model.pool": "null",
+        "model.pool": "learned",  # no pool named: SPEM's own, by its name
         "model.channels_last": True,
         "model.backbone_kwargs.depth": 164,
         "data": "CIFAR10DataModule",
@@ -38,3 +38,10 @@ def test_the_config_flattens_to_readable_names_and_plain_values():
         "trainer.devices": "auto",
         "seed": 7,
     }
+
+
+def test_a_pool_left_unset_shows_the_attentions_own_and_no_attention_shows_none():
+    def pool(attention: str) -> str:
+        return flatten_config(Namespace(model=Namespace(attention=attention, pool=None)))["model.pool"]
+
+    assert (pool("se"), pool("cbam"), pool("srm"), pool("none")) == ("avg", "avgmax", "meanstd", "null")

@@ -66,10 +66,11 @@ def test_reference_lines_pin_every_lam_chart_to_zero_and_one(spem_run):
             assert {float(e.tensor_proto.float_val[0]) for e in events} == {value}
 
 
-def test_stage_summaries_are_the_mean_min_and_max_of_its_blocks(spem_logs):
+def test_stage_summaries_are_the_mean_min_max_and_count_above_half_of_its_blocks(spem_logs):
+    above_half = lambda lines, axis: np.sum(lines > 0.5, axis=axis)  # noqa: E731
     for stage in STAGES:
         lines = np.array([values for block, (_, values) in spem_logs.lam.items() if block.startswith(stage)])
-        for stat, reduce in (("mean", np.mean), ("min", np.min), ("max", np.max)):
+        for stat, reduce in (("mean", np.mean), ("min", np.min), ("max", np.max), ("above_half", above_half)):
             series = spem_logs.scalars[f"watch/lam_{stat}/{stage}"]
             assert steps(series) == LAM_STEPS
             np.testing.assert_allclose(series[1], reduce(lines, axis=0), rtol=1e-6)
