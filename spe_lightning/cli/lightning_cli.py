@@ -21,7 +21,7 @@ from typing import Any
 
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -45,6 +45,7 @@ from spe_lightning.runs.plan import RunPlan, plan_run
 from spe_lightning.training.callbacks.config_hparams import ConfigHParams
 from spe_lightning.training.callbacks.cpu_threads import CPUThreads
 from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
+from spe_lightning.training.callbacks.learning_rate import LearningRateLogger
 from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.training.callbacks.signals import PeerWatch, StopOnSignal
@@ -152,6 +153,22 @@ def input_error_in(err: BaseException) -> InputError | None:
     return None
 
 
+def constructor_rejection(err: BaseException) -> str | None:
+    """What a class built from the config (a logger, a callback) said when it refused its arguments.
+
+    jsonargparse reports it as the first of the reasons each type of a union argument failed
+    (``Does not validate against any of the Union subtypes ... Errors: - <the constructor's message>``)."""
+    text = str(err)
+    if not text.startswith("Does not validate against any of the Union subtypes"):
+        return None
+    reasons = [
+        line.strip()[2:]
+        for line in text.partition("Errors:")[2].splitlines()
+        if line.strip().startswith("- ")
+    ]
+    return reasons[0] if reasons else None
+
+
 def test_accuracies(
     trainer: Trainer, model: LightningModule, datamodule: LightningDataModule, best_path: str | None
 ) -> dict[str, float | None]:
@@ -232,7 +249,7 @@ class SPECLI(LightningCLI):
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple, link_to="model.lr_scheduler")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")  # after it: last holds its best
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(LearningRateLogger, "lr_monitor")
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(PoolingMonitor, "pooling_monitor")
         parser.add_lightning_class_args(FiniteLossGuard, "loss_guard")
@@ -276,8 +293,9 @@ class SPECLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Build model, data and trainer. A value that a constructor rejects is bad input (exit 2): our
-        :class:`InputError`, and Lightning's ``MisconfigurationException`` (its word for a Trainer setting
-        that cannot work). Anything else a constructor raises is a failure of ours (exit 1)."""
+        :class:`InputError`, Lightning's ``MisconfigurationException`` (its word for a Trainer setting
+        that cannot work), and what a logger or callback said when it refused its arguments
+        (:func:`constructor_rejection`). Anything else a constructor raises is a failure of ours (exit 1)."""
         try:
             super().instantiate_classes()
         except Exception as err:
@@ -288,6 +306,9 @@ class SPECLI(LightningCLI):
                 raise found from None
             if isinstance(err, MisconfigurationException):
                 raise InputError(str(err)) from None
+            refused = constructor_rejection(err)
+            if refused is not None:
+                raise InputError(refused) from None
             raise
 
     def start_run(self) -> None:
@@ -303,6 +324,11 @@ class SPECLI(LightningCLI):
         )
         if self.plan.notice:
             rank_zero_info(self.plan.notice)
+        if not self.trainer.loggers:
+            rank_zero_info(
+                f"no logger (trainer.logger: false): no metric, learning rate or pooling value is logged; "
+                f"the checkpoints, config.yaml and result.json are in {self.plan.folder}"
+            )
         self.lock = self.plan.claim()
         if self.lock is not None:
             self.stack.callback(self.lock.release)

@@ -1,11 +1,12 @@
 """Where a run lives and what it holds: the one rule for which folders are runs, and a run's files.
 
-A run is a folder ``<save_dir>/<name>/version_N`` (the logger's ``save_dir`` and ``name``; without a logger
-``<default_root_dir>/lightning_logs``). It holds the TensorBoard events, ``config.yaml``, ``hparams.yaml``,
-``result.json`` once its fit finished, and ``checkpoints/``: ``last.ckpt`` (the newest state, written at every
-epoch end, every N steps and when a signal stops the run) and the best-k files of the ``checkpoint``
-callback. Inside a run, ``eval/<subcommand>/version_K`` holds the logs of evaluations of its checkpoints,
-and TensorBoard sub-runs (:mod:`~spe_lightning.runs.log_names`) hold one line per block: neither is a run.
+A run is a folder ``<save_dir>/<name>/version_N`` (the first TensorBoard or CSV logger's ``save_dir`` and
+``name``; without one, ``<default_root_dir or runs>/<model run name>``). It holds the TensorBoard events,
+``config.yaml``, ``hparams.yaml``, ``result.json`` once its fit finished, and ``checkpoints/``: ``last.ckpt``
+(the newest state, written at every epoch end, every N steps and when a signal stops the run) and the best-k
+files of the ``checkpoint`` callback. Inside a run, ``eval/<subcommand>/version_K`` holds the logs of
+evaluations of its checkpoints, and TensorBoard sub-runs (:mod:`~spe_lightning.runs.log_names`) hold one line
+per block: neither is a run.
 
 A grid is a folder ``<save_dir>/<grid name>`` holding ``grid.json`` (its points) and one run root per point.
 """
@@ -18,10 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
 from spe_lightning.runs.checkpoints import load_checkpoint_file
 from spe_lightning.runs.lock import RunLock
 from spe_lightning.runs.log_names import SUBRUN_FOLDERS
 
+FILE_LOGGERS = (TensorBoardLogger, CSVLogger)
+"""The loggers that write into a folder of their own: the run layer makes it the run folder."""
+RUNS_DIR = "runs"
+"""Where runs live when no TensorBoard or CSV logger says (W&B or MLflow alone, or ``logger: false``)."""
 VERSION_PREFIX = "version_"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
@@ -173,3 +181,13 @@ def write_result(folder: Path, result: dict[str, Any]) -> None:
     tmp = folder / f".{RESULT}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, folder / RESULT)
+
+
+def run_folder(trainer: Trainer) -> Path:
+    """Where a run's own files go (``config.yaml``, lam figures, predictions, checkpoints): the folder of its
+    first TensorBoard or CSV logger, else ``default_root_dir`` (the run folder the CLI's run layer chose).
+    Not ``trainer.log_dir``: with W&B or MLflow first, that is their store, shared by every run."""
+    for logger in trainer.loggers:
+        if isinstance(logger, FILE_LOGGERS):
+            return Path(logger.log_dir)
+    return Path(trainer.default_root_dir)

@@ -1,8 +1,9 @@
 """How runs are named and started: the run name a model config gives, the command line that runs a
-fit, and the loggers whose folders name a run."""
+fit, and the loggers whose folders are the run's."""
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
 from pathlib import Path
@@ -12,17 +13,27 @@ from jsonargparse import Namespace
 
 from spe_lightning.layers import pool_label
 from spe_lightning.models import backbone_label
+from spe_lightning.runs.layout import FILE_LOGGERS
 
 
-def versioned_loggers(logger: Any) -> list[Namespace]:
-    """The configured loggers that take ``save_dir``/``name``/``version`` (TensorBoard, CSV)."""
+def file_loggers(logger: Any) -> list[Namespace]:
+    """The configured TensorBoard and CSV loggers (and their subclasses): the loggers that write into a
+    folder of their own, which the run layer makes the run folder. Any other logger (W&B, MLflow, ...)
+    keeps its own settings."""
     entries = logger if isinstance(logger, list) else [logger]
     return [
         entry
         for entry in entries
-        if isinstance(entry, Namespace)
-        and {"save_dir", "name", "version"} <= set(vars(entry.get("init_args") or Namespace()))
+        if isinstance(entry, Namespace) and issubclass(_logger_class(entry.get("class_path")), FILE_LOGGERS)
     ]
+
+
+def _logger_class(class_path: Any) -> type:
+    """The class a parsed ``class_path`` names (the parser checked it imports); ``object`` for none."""
+    if not isinstance(class_path, str) or "." not in class_path:
+        return object
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name, object)
 
 
 UNNAMED = (None, "lightning_logs")
@@ -39,7 +50,7 @@ def model_run_name(model: Any) -> str:
 
 def name_unnamed_runs(config: Namespace) -> None:
     """Give every configured logger that names no run the model's name (:func:`model_run_name`)."""
-    for entry in versioned_loggers(config.get("trainer", Namespace()).get("logger")):
+    for entry in file_loggers(config.get("trainer", Namespace()).get("logger")):
         if entry.init_args.name in UNNAMED:
             entry.init_args.name = model_run_name(config.get("model") or Namespace())
 

@@ -28,6 +28,7 @@ from spe_lightning.runs.layout import (
     CHECKPOINTS,
     EVAL,
     LAST,
+    RUNS_DIR,
     VERSION_PREFIX,
     Run,
     newest_run,
@@ -36,7 +37,7 @@ from spe_lightning.runs.layout import (
     version_number,
 )
 from spe_lightning.runs.lock import RunLock
-from spe_lightning.runs.naming import resume_command, versioned_loggers
+from spe_lightning.runs.naming import file_loggers, model_run_name, resume_command
 
 CHILD_ENV = "SPE_LIGHTNING_RUN"
 """Set by rank 0 for the processes Lightning's DDP launcher starts, so that they share its run."""
@@ -75,14 +76,25 @@ class RunPlan:
         return self.fitting and self.ckpt_path is not None and not self.new_folder
 
     def apply(self, config: Namespace) -> None:
-        """Point the configured loggers, checkpoint callbacks and ``default_root_dir`` at the plan."""
+        """Point the file loggers, checkpoint callbacks and ``default_root_dir`` at the plan.
+
+        The first TensorBoard or CSV logger writes in the run folder itself; each further one in a folder of
+        its own inside it, named after its kind (``csv/``), so that no two write one ``hparams.yaml``. Other
+        loggers (W&B, MLflow, ...) keep their own settings: only the run's own files follow the plan."""
         config.ckpt_path = None if self.ckpt_path is None else str(self.ckpt_path)
         config.trainer.default_root_dir = str(self.folder)
-        for logger in versioned_loggers(config.trainer.logger):
+        used: set[str] = set()
+        for index, logger in enumerate(file_loggers(config.trainer.logger)):
             init = logger.init_args
-            init.save_dir, init.name = str(self.folder.parent), ""
-            number = version_number(self.folder)  # an int N for version_N, as Lightning names (and shows) it
-            init.version = self.folder.name if number is None else number
+            if index == 0:
+                init.save_dir, init.name = str(self.folder.parent), ""
+                number = version_number(self.folder)  # an int N for version_N, as Lightning names it
+                init.version = self.folder.name if number is None else number
+            else:
+                kind = logger.class_path.rpartition(".")[2].removesuffix("Logger").lower()
+                sub_folder = kind if kind not in used else f"{kind}{index}"
+                used.add(sub_folder)
+                init.save_dir, init.name, init.version = str(self.folder), "", sub_folder
             if self.resumes_in_place and self.checkpoint is not None and "purge_step" in init:
                 init.purge_step = self.start_step  # TensorBoard hides what the killed run logged after it
         for key in CHECKPOINT_CALLBACKS:
@@ -129,18 +141,20 @@ def plan_run(config: Namespace, subcommand: str) -> RunPlan:
         shared = json.loads(inherited)
         ckpt = Path(shared["ckpt_path"]) if shared["ckpt_path"] else None
         return RunPlan(subcommand, Path(shared["folder"]), Run(Path(shared["run"])), ckpt, None, False)
-    root, version = _root_and_version(config.trainer)
+    root, version = _root_and_version(config.trainer, model_run_name(config.get("model") or Namespace()))
     ckpt = config.get("ckpt_path")
     if subcommand == "fit":
         return _plan_fit(root, version, ckpt)
     return _plan_evaluation(subcommand, root, version, ckpt)
 
 
-def _root_and_version(trainer: Namespace) -> tuple[Path, str | None]:
-    """Where the runs of this config live, and the version folder the config pins (if any)."""
-    loggers = versioned_loggers(trainer.logger)
+def _root_and_version(trainer: Namespace, run_name: str) -> tuple[Path, str | None]:
+    """Where the runs of this config live, and the version folder the config pins (if any): the first
+    TensorBoard or CSV logger's ``save_dir``/``name``; without one (W&B or MLflow alone, or no logger),
+    ``<default_root_dir or runs>/<run name>``."""
+    loggers = file_loggers(trainer.logger)
     if not loggers:
-        return Path(trainer.get("default_root_dir") or os.getcwd()).absolute() / "lightning_logs", None
+        return Path(trainer.get("default_root_dir") or RUNS_DIR).absolute() / run_name, None
     init = loggers[0].init_args
     version = init.version
     pinned = (

@@ -2,6 +2,7 @@
 
 from spe_lightning.training.callbacks.cpu_threads import CPUThreads
 from spe_lightning.training.callbacks.fault_tolerance import FiniteLossGuard, LastCheckpoint, RandomState
+from spe_lightning.training.callbacks.learning_rate import LearningRateLogger
 from spe_lightning.training.callbacks.pooling_monitor import PoolingMonitor
 from spe_lightning.training.callbacks.prediction_writer import CSVPredictionWriter
 from spe_lightning.training.callbacks.throughput import TrainingThroughput
@@ -11,6 +12,7 @@ __all__ = [
     "CSVPredictionWriter",
     "FiniteLossGuard",
     "LastCheckpoint",
+    "LearningRateLogger",
     "PoolingMonitor",
     "RandomState",
     "TrainingThroughput",

@@ -18,8 +18,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
-from spe_lightning.runs.layout import run_of_checkpoint
+from spe_lightning.runs.layout import run_folder, run_of_checkpoint
 from spe_lightning.runs.log_names import VAL_ACC1, VAL_ACC1_BEST, VAL_LOSS
+from spe_lightning.runs.naming import pool_label_of
 from spe_lightning.training.callbacks.pooling_monitor import final_value_tags
 
 SECTIONS = ("model", "data", "optimizer", "lr_scheduler")
@@ -41,6 +42,8 @@ HEADLINE = ("model.backbone", "model.attention", "model.pool", "optimizer.lr", "
 those marked as differing between runs first: these are marked so (the view cannot know before runs are
 compared), every other setting is one tick away."""
 HParam = bool | int | float | str
+CONFIG_KEY = "config"
+"""The key the flattened config is logged under for loggers other than TensorBoard (``config/optimizer``)."""
 
 
 def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, HParam]]:
@@ -80,30 +83,43 @@ def flatten_config(config: Namespace) -> dict[str, HParam]:
         if key in trainer:
             params.update(_flatten(f"trainer.{key}", trainer[key]))
     params.update(_flatten("seed", config.get("seed_everything")))
+    if params.get("model.pool") == "null":  # the attention's own pool, by its name (SPEM: learned)
+        params["model.pool"] = pool_label_of(config.model) or "null"
     return params
 
 
 class ConfigHParams(SaveConfigCallback):
-    """Saves ``config.yaml`` as Lightning does, and writes the flattened config (:func:`flatten_config`) as
-    the run's HParams, with ``val/acc1_best``, ``val/acc1``, ``val/loss`` and every stage's final lam
-    (``watch/lam_mean/<stage>``) as metric columns. Fit runs only; a run resumed in its own folder keeps
-    the HParams its first start wrote."""
+    """Saves ``config.yaml`` in the run folder (:func:`~spe_lightning.runs.layout.run_folder`, whatever the
+    loggers: Lightning's ``trainer.log_dir`` is the store of a W&B or MLflow logger, shared by every run),
+    and gives every logger the flattened config (:func:`flatten_config`): TensorBoard as the run's HParams,
+    with ``val/acc1_best``, ``val/acc1``, ``val/loss`` and every stage's final lam
+    (``watch/lam_mean/<stage>``) as metric columns; any other logger through ``log_hyperparams``, under
+    ``config``. Fit runs
+    only; a run resumed in its own folder keeps the HParams its first start wrote."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})  # save_config writes it
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        path = run_folder(trainer) / self.config_filename
+        if path.exists() and not self.overwrite:
+            raise RuntimeError(f"{path} exists: a run's config is never written over")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(
+            self.config, str(path), skip_none=False, overwrite=self.overwrite, multifile=self.multifile
+        )
         if stage != "fit":
             return
         params = flatten_config(self.config)
         metrics = [*METRICS, *final_value_tags(pl_module)]
         ckpt = trainer.ckpt_path
+        if ckpt is not None and run_of_checkpoint(Path(ckpt)).folder.absolute() == path.parent.absolute():
+            return  # resumed in place
         for logger in trainer.loggers:
-            if not isinstance(logger, TensorBoardLogger):
-                continue
-            if (
-                ckpt is not None
-                and run_of_checkpoint(Path(ckpt)).folder.absolute() == Path(logger.log_dir).absolute()
-            ):
-                continue
-            write_hparams(logger, params, metrics)
+            if isinstance(logger, TensorBoardLogger):
+                write_hparams(logger, params, metrics)
+            else:  # under one key: Lightning logs the model's own hparams (``optimizer/class_path``) beside
+                logger.log_hyperparams({CONFIG_KEY: params})
 
 
 def _data_type(value: HParam) -> int:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from spe_lightning.core.errors import RunFailure
 from spe_lightning.core.validation import check_int
-from spe_lightning.runs.layout import CHECKPOINTS, LAST
+from spe_lightning.runs.layout import CHECKPOINTS, LAST, run_folder
 
 
 class RandomState(Callback):
@@ -75,7 +75,7 @@ class LastCheckpoint(Checkpoint):
     Args:
         every_n_train_steps: steps between mid-epoch saves; 0 saves only at epoch ends and on signals.
         save_on_signal: save when SIGTERM or SIGINT stops the run.
-        dirpath: the run's checkpoint folder; the CLI's run layer sets it. None: ``<log_dir>/checkpoints``.
+        dirpath: the run's checkpoint folder; the CLI's run layer sets it. None: ``<run folder>/checkpoints``.
     """
 
     FILENAME = LAST
@@ -101,10 +101,7 @@ class LastCheckpoint(Checkpoint):
         return "LastCheckpoint"
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.dirpath:
-            folder = Path(self.dirpath)
-        else:  # trainer.log_dir is a collective under DDP: read only when needed, on every rank
-            folder = Path(trainer.log_dir or trainer.default_root_dir) / CHECKPOINTS
+        folder = Path(self.dirpath) if self.dirpath else run_folder(trainer) / CHECKPOINTS
         self.path = folder / self.FILENAME
 
     def save(self, trainer: Trainer, again: bool = False) -> None:

@@ -11,6 +11,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
+from spe_lightning.runs.layout import run_folder
+
 
 class CSVPredictionWriter(BasePredictionWriter):
     """Write ``index, file | target, pred, [pred_name,] prob_0 .. prob_{K-1}`` rows as batches finish.
@@ -20,8 +22,9 @@ class CSVPredictionWriter(BasePredictionWriter):
     the test split); ``pred_name`` appears when the datamodule knows its class names.
 
     Args:
-        output_path: CSV file to write; None writes ``predictions.csv`` into the logger's run folder
-            (``trainer.log_dir``). Under multi-process predict each rank writes ``<stem>.rank<k>.csv``.
+        output_path: CSV file to write; None writes ``predictions.csv`` into the run folder
+            (:func:`~spe_lightning.runs.layout.run_folder`). Under multi-process predict each rank writes
+            ``<stem>.rank<k>.csv``.
     """
 
     def __init__(self, output_path: str | None = None) -> None:
@@ -35,7 +38,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         self._writer: Any = None
 
     def _resolve_path(self, trainer: Trainer) -> Path:
-        path = Path(self.output_path or Path(trainer.log_dir or trainer.default_root_dir) / "predictions.csv")
+        path = Path(self.output_path or run_folder(trainer) / "predictions.csv")
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         return path
