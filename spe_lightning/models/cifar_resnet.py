@@ -56,6 +56,13 @@ def check_fits_in_memory(depth: int, block: type[BasicBlock | Bottleneck], n: in
         )
 
 
+def init_conv_weights(net: nn.Module) -> None:
+    """He (fan-out) initialisation of every convolution: the CIFAR ResNet, WRN and ResNeXt papers' own."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 def make_stage(
     block: type[BasicBlock | Bottleneck],
     inplanes: int,
@@ -100,9 +107,7 @@ class CifarResNet(nn.Module):
             inplanes = planes * block_cls.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_conv_weights(self)
         if zero_init_residual:  # torchvision's option: every residual branch starts as zero (the identity)
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):

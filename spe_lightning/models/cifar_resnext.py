@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, conv3x3
 
 from spe_lightning.core.validation import check_int
-from spe_lightning.models.cifar_resnet import blocks_per_stage, make_stage
+from spe_lightning.models.cifar_resnet import blocks_per_stage, init_conv_weights, make_stage
 
 STAGES = ((64, 1), (128, 2), (256, 2))
 """(planes, stride) of the three stages: torchvision's bottleneck widens planes x width / 64 x groups."""
@@ -39,9 +39,7 @@ class CifarResNeXt(nn.Module):
             inplanes = planes * Bottleneck.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_conv_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -17,6 +17,7 @@ from torchvision.models.resnet import conv1x1, conv3x3
 
 from spe_lightning.core.errors import InputError
 from spe_lightning.core.validation import check_int
+from spe_lightning.models.cifar_resnet import init_conv_weights
 
 STAGES = ((16, 1), (32, 2), (64, 2))
 """(channels before widening, stride) of the three stages."""
@@ -79,9 +80,7 @@ class CifarWideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        init_conv_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
