@@ -1,4 +1,4 @@
-"""LightningDataModules: CIFAR-10/100, ImageNet-style folders and the offline scikit-learn digits."""
+"""LightningDataModules: CIFAR-10/100, ImageNet-style folders and the offline digits (packaged)."""
 
 from spe_lightning.data.base import ImageDataModule, TransformedSubset
 from spe_lightning.data.cifar import CIFAR10DataModule, CIFAR100DataModule

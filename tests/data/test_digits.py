@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -10,7 +11,7 @@ from spe_lightning.core.errors import InputError
 from spe_lightning.data import (
     DigitsDataModule,
 )
-from spe_lightning.data.digits import DIGITS_MEAN, DIGITS_STD
+from spe_lightning.data.digits import DIGITS_MEAN, DIGITS_STD, load_digit_arrays
 
 
 def test_digits_shapes_and_normalisation() -> None:
@@ -75,3 +76,11 @@ def test_digits_train_augmentation_keeps_background() -> None:
 def test_digits_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         DigitsDataModule(**kwargs)
+
+
+def test_the_packaged_digits_are_scikit_learns_bit_for_bit() -> None:
+    images, target = load_digit_arrays()
+    reference = load_digits()
+    assert images.dtype == target.dtype == np.uint8
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(target, reference.target)
