@@ -23,6 +23,7 @@ from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch.optim import Optimizer
@@ -39,7 +40,7 @@ from spe_lightning.kernels.cpu_max_min import kernel_mode
 from spe_lightning.layers.spem_fused import fused_gate_mode
 from spe_lightning.runs.layout import write_result
 from spe_lightning.runs.lock import RunLock
-from spe_lightning.runs.log_names import TEST_ACC1, VAL_ACC1, VAL_ACC1_BEST
+from spe_lightning.runs.log_names import TEST_ACC1, VAL_ACC1, VAL_ACC1_BEST, tensorboard_hint
 from spe_lightning.runs.naming import name_unnamed_runs
 from spe_lightning.runs.plan import RunPlan, plan_run
 from spe_lightning.training.callbacks.config_hparams import ConfigHParams
@@ -324,6 +325,8 @@ class SPECLI(LightningCLI):
         )
         if self.plan.notice:
             rank_zero_info(self.plan.notice)
+        if subcommand == "fit" and any(isinstance(lg, TensorBoardLogger) for lg in self.trainer.loggers):
+            rank_zero_info(tensorboard_hint(self.plan.folder.parent))
         if not self.trainer.loggers:
             rank_zero_info(
                 f"no logger (trainer.logger: false): no metric, learning rate or pooling value is logged; "

@@ -23,6 +23,8 @@ SPEM, at any depth (38 for a CIFAR ResNet of any depth), and 5 histogram cards p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 TRAIN, VAL, TEST = "train", "val", "test"
 LOSSES = ("loss", "loss_cls", "loss_pool")
 """The training loss, its classification part and the raw pooling regulariser (``loss = loss_cls + alpha *
@@ -80,6 +82,17 @@ EPOCH = metric(TRAIN, "epoch")
 """Lightning's ``epoch`` scalar, moved into ``train/`` by our
 :class:`~spe_lightning.training.loggers.TensorBoardLogger`."""
 LAM_OVERVIEW = f"{WATCH}/lam_overview"
+LAM_VIEW = f"?smoothing=0&tagFilter={WATCH}%2Flam%2F#timeseries"
+"""TensorBoard's Time Series filtered to the lam charts, unsmoothed (lam swings: averaging hides it)."""
+
+
+def tensorboard_hint(logdir: str | Path, port: int = 6006) -> str:
+    """The command that serves a run's folder, and the address of its lam view."""
+    return (
+        f"watch lam: tensorboard --logdir {logdir} --samples_per_plugin images=0, then open "
+        f"http://localhost:{port}/{LAM_VIEW}"
+    )
+
 
 DESCRIPTIONS = {
     LAM: "lam = p0^2 / (p0^2 + p1^2), the weight of global max pooling in SPEM's mix "

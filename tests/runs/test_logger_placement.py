@@ -11,6 +11,8 @@ import pytest
 from helpers.cli import run_cli, tiny_args
 from helpers.runs import scalar_steps
 
+from spe_lightning.runs.log_names import LAM_VIEW
+
 pytestmark = pytest.mark.slow  # two fits per case, some through third-party loggers
 
 MODEL_RUN = "cifar_resnet8-spem-learned"
@@ -90,6 +92,10 @@ def test_checkpoints_config_and_metrics_go_where_the_run_is_and_no_run_is_writte
     ]
     assert not outside, outside
     run = root / "version_1"
+    # fit says how to watch lam where TensorBoard logs, once per run
+    hints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("watch lam: tensorboard")]
+    expected = f"--logdir {root} --samples_per_plugin images=0, then open http://localhost:6006/{LAM_VIEW}"
+    assert hints == ([hints[0]] * 2 if "tensorboard" in case else []) and (not hints or expected in hints[0])
     if metrics == "metrics.csv":
         assert "val/acc1" in (run / "metrics.csv").read_text().splitlines()[0]
     elif metrics == "events and csv/metrics.csv":
