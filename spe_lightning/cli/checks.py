@@ -136,8 +136,8 @@ def check_identity(
     plan: RunPlan, model: ImageClassifier, datamodule: LightningDataModule | None, requested: dict[str, Any]
 ) -> None:
     """The checkpoint belongs to the experiment this config describes (see
-    :mod:`spe_lightning.training.identity`): all of it to continue training, the network and the class list
-    to evaluate."""
+    :mod:`spe_lightning.training.identity`): all of it to continue training; the network, the class list and
+    the input normalisation to evaluate or export."""
     hparams = {**dict(model.hparams), **requested}  # the user's own values: the checkpoint's must match them
     current = model.identity(hparams, datamodule)
     recorded = recorded_identity(plan.checkpoint)
@@ -155,7 +155,8 @@ def check_identity(
             f"--model.init_from={plan.ckpt_path}"
         )
     raise InputError(
-        f"checkpoint {plan.ckpt_path} was trained for another network or class list: {changed[0]}{more}; "
+        f"checkpoint {plan.ckpt_path} was trained for another network, class list or input normalisation: "
+        f"{changed[0]}{more}; "
         "evaluate it with the model and data options it was trained with"
     )
 

@@ -37,7 +37,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from spe_lightning.cli.checks import check_finite, check_writable
+from spe_lightning.cli.checks import check_finite, check_identity, check_writable
 from spe_lightning.cli.lightning_cli import SPECLI, build_cli
 from spe_lightning.core.errors import InputError, RunFailure
 from spe_lightning.core.validation import check_int
@@ -275,6 +275,7 @@ def main(args: list[str]) -> dict[str, Any]:
     check_int("num_images", opts.num_images)
     plan = plan_run(opts.clone(), "validate")  # last / best / a file, as evaluations resolve them
     model, data = cli.model, cli.datamodule
+    check_identity(plan, model, data, opts.model.as_dict())  # the metadata's classes and normalisation
     check_checkpoint_fits(plan.checkpoint, model, plan.ckpt_path)
     check_finite(plan.checkpoint, plan.ckpt_path, model)
     suffix = SUFFIX[opts.format]

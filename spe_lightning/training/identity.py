@@ -25,8 +25,9 @@ from spe_lightning.training.recipe import PAPER_LR_SCHEDULER, PAPER_OPTIMIZER, b
 
 IDENTITY_KEY = "spe_lightning_identity"
 """Where a checkpoint holds its run's identity."""
-EVALUATION_KEYS = ("network", "data.classes", "data.num_classes")
-"""What an evaluation checks: the checkpoint must be for this network and this class list."""
+EVALUATION_KEYS = ("network", "data.classes", "data.num_classes", "data.mean", "data.std")
+"""What an evaluation or an export checks: the checkpoint must be for this network, this class list and this
+input normalisation (another one gives other predictions, silently)."""
 NOT_WEIGHTS = ("weights",)
 """Backbone arguments that only choose the starting weights of a fresh run."""
 GROUP_KEYS = "group_keys"

@@ -23,6 +23,7 @@ from helpers.processes import TIMEOUT, wait_for
 from PIL import Image
 
 from spe_lightning.__main__ import dispatch
+from spe_lightning.data import digits
 from spe_lightning.training.classifier import ImageClassifier
 
 LOCK_HOLDER = """
@@ -435,7 +436,8 @@ RUN_CASES = {
     ),
     "test with another attention": RunCase(
         ["--ckpt_path=last", "--model.attention=se"],
-        "was trained for another network or class list: network.attention='spem' (this config: 'se')",
+        "was trained for another network, class list or input normalisation: network.attention='spem' "
+        "(this config: 'se')",
         subcommand="test",
     ),
     # case 7: an image size that cannot fit, named before any allocation
@@ -532,3 +534,21 @@ def test_predict_reads_every_bit_depth_as_the_same_image(earlier_run, tmp_path):
     np.testing.assert_allclose(probabilities["16-bit"], probabilities["8-bit"], atol=1e-5)
     np.testing.assert_allclose(probabilities["float"], probabilities["8-bit"], atol=1e-5)
     assert {k: v for k, v in snapshot(run).items() if not k.startswith("eval")} == before
+
+
+@pytest.mark.parametrize("subcommand", ["predict", "export"])
+def test_predict_and_export_refuse_another_input_normalisation(
+    subcommand, earlier_run, tmp_path, monkeypatch, capsys
+):
+    """The checkpoint records the normalisation it was trained with: a config whose data normalise
+    otherwise (here: a release with other digits constants) would predict, or write export metadata, for
+    other inputs."""
+    monkeypatch.chdir(tmp_path)
+    save_dir = tmp_path / "runs"
+    shutil.copytree(earlier_run, save_dir)
+    monkeypatch.setattr(digits, "DIGITS_MEAN", (0.5,))
+    before = snapshot(save_dir)
+    extra = ["--format=onnx"] if subcommand == "export" else []
+    error = cli_error(capsys, subcommand, *tiny_args(save_dir), "--ckpt_path=last", *extra)
+    assert "input normalisation: data.mean=[0.3053] (this config: [0.5])" in error
+    assert snapshot(save_dir) == before

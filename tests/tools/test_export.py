@@ -142,7 +142,10 @@ def test_export_bad_input_is_one_line_and_exit_2(fitted, tmp_path, capsys):
         capsys, *base, "--format=tflite"
     )
     other = export_error(capsys, *base, "--format=onnx", "--model.attention=se")
-    assert "was made for a different model" in other
+    assert (
+        "was trained for another network, class list or input normalisation: network.attention='spem'"
+        in other
+    )
     (tmp_path / "a_file").write_text("")
     unwritable = export_error(capsys, *base, "--format=onnx", f"--output={tmp_path / 'a_file' / 'net.onnx'}")
     assert (
