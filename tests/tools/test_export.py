@@ -24,17 +24,17 @@ BACKBONES = {
     "cifar_wrn": {"depth": 10, "widen_factor": 2},
     "cifar_resnext": {"depth": 11, "cardinality": 2, "width": 4},
     "timm/resnet10t": {},
-    "timm/mobilenetv2_050": {},
+    "timm/mobilenetv3_small_050": {},
 }
 CASES = (
     [("cifar_resnet", "se", pool) for pool in pool_names()]  # what a pool exports depends on the pool
     + [("cifar_resnet", attention, None) for attention in attention_names()]  # and on the attention
     + [("resnet18", "spem", None)]  # torchvision's blocks: their norms folded as well
     + [("cifar_wrn", "spem", None), ("cifar_resnext", "se", "maxmin@0.25")]  # the CIFAR literature's
-    + [("timm/resnet10t", "spem", None), ("timm/mobilenetv2_050", "coord", None)]  # timm's slots
+    + [("timm/resnet10t", "spem", None), ("timm/mobilenetv3_small_050", "coord", None)]  # timm's slots
 )
 FORMATS = ("onnx", "pt2")
-KEEPS_NORMS = {"cifar_wrn", "timm/mobilenetv2_050"}
+KEEPS_NORMS = {"cifar_wrn", "timm/mobilenetv3_small_050"}
 """Networks with norms that cannot fold: pre-activation ones (after a ReLU, not a convolution) and timm's
 norm-plus-activation layers."""
 TOLERANCE = 1e-4
