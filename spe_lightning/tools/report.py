@@ -496,7 +496,8 @@ def accuracy_figure(groups: Sequence[Group]) -> Figure:
         ax.errorbar(np.array(xs) + shift, means, yerr=half, marker="o", capsize=3, label=attention)
     ax.set_xticks(range(len(pools)), pools)
     ax.set(xlabel="pool", ylabel=f"{shown[0].reported_as if shown else 'accuracy'}\n(mean, 95% CI)")
-    ax.legend(fontsize="small", title="attention")
+    if attentions:  # a grid with no finished run yet draws an empty chart, without a legend
+        ax.legend(fontsize="small", title="attention")
     return fig
 
 

@@ -8,6 +8,7 @@ settings next to the model's, not only the LightningModule's ``hparams``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ HEADLINE = ("model.backbone", "model.attention", "model.pool", "optimizer.lr", "
 those marked as differing between runs first: these are marked so (the view cannot know before runs are
 compared), every other setting is one tick away."""
 HParam = bool | int | float | str
+KEEP_NULLS = (
+    {"skip_unset": False}
+    if tuple(int(part) for part in version("jsonargparse").split(".")[:2]) >= (4, 49)
+    else {"skip_none": False}
+)
+"""``config.yaml`` keeps the settings that are null (``model.pool: null``): jsonargparse 4.49 renamed the
+argument that says so, and the floor, 4.39, has the old name only."""
 CONFIG_KEY = "config"
 """The key the flattened config is logged under for loggers other than TensorBoard (``config/optimizer``)."""
 
@@ -106,7 +114,7 @@ class ConfigHParams(SaveConfigCallback):
             raise RuntimeError(f"{path} exists: a run's config is never written over")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.parser.save(
-            self.config, str(path), skip_none=False, overwrite=self.overwrite, multifile=self.multifile
+            self.config, str(path), **KEEP_NULLS, overwrite=self.overwrite, multifile=self.multifile
         )
         if stage != "fit":
             return
