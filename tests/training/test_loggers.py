@@ -217,3 +217,11 @@ def test_hparams_hold_the_whole_resolved_config(r164):
         "seed",
     ]
     assert "hp_metric" not in acc.Tags()["scalars"]  # no placeholder group before train/
+
+
+def test_the_custom_scalars_page_shows_each_stages_lam_band(server):
+    """TensorBoard's own Custom Scalars plugin serves the layout the monitor wrote: a band per stage."""
+    (category,) = server.json("/data/plugin/custom_scalars/layout")["category"]
+    assert category["title"] == "lam per stage"
+    bands = [chart["margin"]["series"][0] for chart in category["chart"] if "margin" in chart]
+    assert [band["value"] for band in bands] == [f"watch/lam_mean/{stage}" for stage in STAGES]

@@ -6,8 +6,9 @@ The tags follow :mod:`spe_lightning.runs.log_names`: everything sits under ``wat
 - every ``log_every_n_steps`` optimizer steps and at every epoch end: ``watch/lam/layer1`` in the sub-run
   ``blocks/3`` (one chart per stage, one line per block, with reference lines at lam = 0 and 1), next to
   ``watch/p_norm/layer1`` (|p|) and ``watch/lam_grad/layer1`` (the classification loss's gradient on
-  lam, from the step's ``p.grad``), and in the run itself ``watch/lam_{mean,min,max}/layer1``. Other
-  pools' learned values go the same way (``gem_p``, ``lse_r``, ``mixed_a``);
+  lam, from the step's ``p.grad``), and in the run itself ``watch/lam_{mean,min,max,above_half}/layer1``,
+  which a Custom Scalars layout written at the start draws as one band per stage (:func:`pool_value_layout`).
+  Other pools' learned values go the same way (``gem_p``, ``lse_r``, ``mixed_a``);
 - after every epoch's validation (every ``summary_every_n_epochs``): ``watch/gate_mean/layer1`` and
   ``watch/gate_std/layer1`` (the block's channel gates on a fixed batch of validation images);
   histograms of the gates and of SPEM's parameters per stage (``watch/gate/layer1``), per block, or none;
@@ -23,6 +24,7 @@ rank-zero-only branch (DDP-safe). Blocks without learned pooling produce no ``la
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -34,6 +36,10 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto import tensor_pb2, types_pb2
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.custom_scalar import metadata as custom_scalars
 from torch import Tensor, nn
 
 from spe_lightning.analysis.figures import figure_png, lam_figure
@@ -116,6 +122,53 @@ def watched_blocks(model: nn.Module) -> tuple[Named, Named, Named]:
     found = [learned_pools(model), valued_pools(model), attention_modules(model)]
     names = iter(_strip_common_parent([name for group in found for name, _ in group]))
     return tuple([(next(names), module) for _, module in group] for group in found)
+
+
+def pool_value_layout(valued: Named) -> layout_pb2.Layout:
+    """TensorBoard's Custom Scalars page for the learned pool values: per value (lam, ...), one chart per
+    stage of its mean with the min-max band of the stage's blocks, and for a mix weight the count of blocks
+    above 0.5, so that a stage whose blocks split between max and min shows it at a glance."""
+    keys = list(dict.fromkeys(key for _, pool in valued for key in pool.logged_values()))
+    stages = list(dict.fromkeys(stage_of(block) for block, _ in valued))
+    categories = []
+    for key in keys:
+        charts = [
+            layout_pb2.Chart(
+                title=f"{key} in {stage}: mean, band from min to max over its blocks",
+                margin=layout_pb2.MarginChartContent(
+                    series=[
+                        layout_pb2.MarginChartContent.Series(
+                            value=summary_tag(key, "mean", stage),
+                            lower=summary_tag(key, "min", stage),
+                            upper=summary_tag(key, "max", stage),
+                        )
+                    ]
+                ),
+            )
+            for stage in stages
+        ]
+        if ABOVE_HALF in summary_stats(key):
+            above = [re.escape(summary_tag(key, ABOVE_HALF, stage)) for stage in stages]
+            charts.append(
+                layout_pb2.Chart(
+                    title=f"{key}: blocks above 0.5 per stage",
+                    multiline=layout_pb2.MultilineChartContent(tag=[f"^({'|'.join(above)})$"]),
+                )
+            )
+        categories.append(layout_pb2.Category(title=f"{key} per stage", chart=charts))
+    return layout_pb2.Layout(category=categories)
+
+
+def custom_scalars_summary(layout: layout_pb2.Layout) -> Summary:
+    """The layout as the summary TensorBoard's Custom Scalars plugin reads (its own ``summary.pb`` needs
+    TensorFlow): one string tensor under the plugin's config tag."""
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[layout.SerializeToString()])
+    value = Summary.Value(
+        tag=custom_scalars.CONFIG_SUMMARY_TAG,
+        metadata=custom_scalars.create_summary_metadata(),
+        tensor=tensor,
+    )
+    return Summary(value=[value])
 
 
 def final_value_tags(model: nn.Module) -> list[str]:
@@ -219,6 +272,9 @@ class PoolingMonitor(Callback):
         purge = trainer.global_step if trainer.global_step > 0 else None
         self._writers = [RunWriters(logger, purge) for logger in self._tensorboards(trainer)]
         if self._valued and trainer.global_step == 0:  # resumed: logged already
+            layout = custom_scalars_summary(pool_value_layout(self._valued))
+            for logger in self._tensorboards(trainer):
+                logger.experiment.file_writer.add_summary(layout)
             self._log_values(trainer)
 
     def on_train_batch_end(

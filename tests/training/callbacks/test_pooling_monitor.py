@@ -14,8 +14,10 @@ from helpers.runs import fit_tiny_run, read_events, steps, tags_with_prefix
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import SessionLog
+from tensorboard.plugins.custom_scalar import layout_pb2
 
 from spe_lightning.analysis.reader import RunData, read_run
 from spe_lightning.core.errors import InputError
@@ -300,3 +302,22 @@ def test_other_learned_pool_values_are_logged_like_lam(tmp_path, pool, key):
     assert series[1][0] == pytest.approx(3.0 if pool == "gem" else 0.5) and series[1][-1] != series[1][0]
     assert f"watch/{key}_mean/layer1" in logs.scalars
     assert (run / "reference").exists() == (key == "mixed_a")  # only a mix weight's chart is pinned to 0-1
+
+
+def test_the_custom_scalars_page_draws_each_stage_as_a_band_and_counts_blocks_above_half(spem_run, spem_logs):
+    """Every tag the layout names is one the run logs: a layout naming a missing tag draws an empty chart."""
+    events = EventAccumulator(str(spem_run), size_guidance={"tensors": 0})
+    events.Reload()
+    (config,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    (category,) = layout.category
+    assert category.title == "lam per stage"
+    bands = [chart.margin.series[0] for chart in category.chart if chart.HasField("margin")]
+    assert [(s.value, s.lower, s.upper) for s in bands] == [
+        (f"watch/lam_mean/{stage}", f"watch/lam_min/{stage}", f"watch/lam_max/{stage}") for stage in STAGES
+    ]
+    assert {tag for s in bands for tag in (s.value, s.lower, s.upper)} <= set(spem_logs.scalars)
+    (counts,) = [chart.multiline.tag[0] for chart in category.chart if chart.HasField("multiline")]
+    assert sorted(t for t in spem_logs.scalars if re.fullmatch(counts, t)) == [
+        f"watch/lam_above_half/{stage}" for stage in STAGES
+    ]
