@@ -146,15 +146,21 @@ class _SlotProbe(nn.Identity):
         return x
 
 
-def slot_channels(net: nn.Module, size: int = 64) -> dict[str, tuple[nn.Module, int, nn.Module | None]]:
-    """Each block with a slot that the forward pass reaches: its path -> (block, channels at the slot, what
-    the slot held: timm's SE, or None). One no-grad forward in eval mode on a ``size`` x ``size`` input."""
-    blocks = {
+def slot_blocks(net: nn.Module) -> dict[str, nn.Module]:
+    """Each block of ``net`` that holds an attention slot (``se``: empty, or a module), by path; read from the
+    module tree alone."""
+    return {
         name: module
         for name, module in net.named_modules()
         if hasattr(module, SLOT) and not isinstance(module, NormAttention)
         and (getattr(module, SLOT) is None or isinstance(getattr(module, SLOT), nn.Module))
     }  # fmt: skip
+
+
+def slot_channels(net: nn.Module, size: int = 64) -> dict[str, tuple[nn.Module, int, nn.Module | None]]:
+    """Each block with a slot that the forward pass reaches: its path -> (block, channels at the slot, what
+    the slot held: timm's SE, or None). One no-grad forward in eval mode on a ``size`` x ``size`` input."""
+    blocks = slot_blocks(net)
     if not blocks:
         return {}
     held = {name: getattr(block, SLOT) for name, block in blocks.items()}

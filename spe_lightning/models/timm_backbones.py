@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from spe_lightning.core.errors import InputError, MissingInput
-from spe_lightning.models.attach import slot_channels
+from spe_lightning.models.attach import slot_blocks
 
 PREFIX = "timm/"
 PRETRAINED = "timm"
@@ -67,7 +67,7 @@ def timm_backbone(name: str, num_classes: int, in_chans: int = 3, **kwargs: Any)
         net = _timm().create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as err:
         raise InputError(f"timm model {model!r} does not take these arguments: {err}") from None
-    if not slot_channels(net):
+    if not slot_blocks(net):  # the module tree says so: no probing forward (attach_attention runs one)
         raise InputError(
             f"timm model {model!r} has no attention slot (a block's `se`); timm families with one: "
             "ResNet, ResNeXt, Wide-ResNet, ResNet-D, SE/ECA-ResNets, RegNet, EfficientNet, MobileNetV2/V3"
