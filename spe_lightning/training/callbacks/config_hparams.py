@@ -100,10 +100,10 @@ class ConfigHParams(SaveConfigCallback):
     """Saves ``config.yaml`` in the run folder (:func:`~spe_lightning.runs.layout.run_folder`, whatever the
     loggers: Lightning's ``trainer.log_dir`` is the store of a W&B or MLflow logger, shared by every run),
     and gives every logger the flattened config (:func:`flatten_config`): TensorBoard as the run's HParams,
-    with ``val/acc1_best``, ``val/acc1``, ``val/loss`` and every stage's final lam
-    (``watch/lam_mean/<stage>``) as metric columns; any other logger through ``log_hyperparams``, under
-    ``config``. Fit runs
-    only; a run resumed in its own folder keeps the HParams its first start wrote."""
+    with ``val/acc1_best``, ``val/acc1``, ``val/loss`` and every stage's final lam summaries
+    (:func:`~spe_lightning.training.callbacks.pooling_monitor.final_value_tags`) as metric columns; any other
+    logger through ``log_hyperparams``, under ``config``. Fit runs only; a run resumed in its own folder
+    keeps the HParams its first start wrote."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "save_to_log_dir": False})  # save_config writes it
