@@ -66,61 +66,59 @@ def plot_lam_vs_depth(ax: Axes, blocks: Sequence[str], lams: Sequence[float], **
     ax.set_ylabel(LAM_LABEL)
 
 
-def block_ticks(blocks: Sequence[str], most: int = 20) -> tuple[list[int], list[str]]:
-    """Rows to label: in every stage its first block, then every k-th, none within k/2 of the next stage,
-    so that about ``most`` labels stay legible at any depth."""
-    step = max(1, -(-len(blocks) // most))
-    rows = [
-        row
-        for _, first, last in _stage_bounds(blocks)
-        for row in range(first, last + 1, step)
-        if row == first or row + step / 2 <= last + 1
-    ]
-    return rows, [blocks[i] for i in rows]
-
-
 def plot_lam_heatmap(
-    ax: Axes, blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray, most_labels: int = 20
+    ax: Axes, blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray
 ) -> AxesImage:
-    """lam of every block (rows) at the end of every epoch (columns) on the fixed 0-1 colour scale
-    (white: the even mix 0.5), stage boundaries drawn."""
+    """lam of every block (columns, by depth) at the end of every epoch (rows, the latest at the bottom) on
+    the fixed 0-1 colour scale (white: the even mix 0.5). Stages are named at their centres and separated by
+    lines; each block is a minor tick, so its bottom cell is the block's lam now."""
     image = ax.imshow(
-        history.T,
+        history,
         aspect="auto",
         cmap="RdBu_r",
         norm=Normalize(0.0, 1.0),
         interpolation="nearest",
-        extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(blocks) - 0.5, -0.5),
+        extent=(-0.5, len(blocks) - 0.5, epochs[-1] + 0.5, epochs[0] - 0.5),
     )
-    for _, first, _ in _stage_bounds(blocks)[1:]:
-        ax.axhline(first - 0.5, color="black", linewidth=1.2)
-    ax.set_yticks(*block_ticks(blocks, most_labels))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.set_xlabel("epoch")
+    bounds = _stage_bounds(blocks)
+    for _, first, _ in bounds[1:]:
+        ax.axvline(first - 0.5, color="black", linewidth=1.5)
+    ax.set_xticks([(first + last) / 2 for _, first, last in bounds], [stage for stage, _, _ in bounds])
+    ax.set_xticks(range(len(blocks)), minor=True)
+    ax.tick_params(axis="x", length=0)
+    ax.tick_params(axis="x", which="minor", length=3)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
+    ax.set_ylabel("epoch")
     return image
+
+
+CARD_BOX = (412, 215)
+"""The picture box of an image card in TensorBoard's Time Series (2.21, default card width), in pixels.
+An image is scaled to fit it whole, and a wider card (its settings) keeps the height: a portrait picture
+shrinks to a strip 215 px high, so the lam figure is drawn landscape in the box's proportions."""
 
 
 def lam_figure(
     blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray, title: str | None = None
 ) -> Figure:
-    """The callback's per-epoch picture: lam against depth now (top), and lam per block over the epochs so
-    far (bottom).
+    """The callback's per-epoch picture: lam of every block (by depth) at every epoch so far, the latest
+    epoch in the bottom row (:func:`plot_lam_heatmap`).
 
-    ``history`` is epochs x blocks. Both panels are fixed to 0-1 (axis and colour), so a colour means the
-    same lam at every epoch of the slider. Sized for TensorBoard's image card, which scales an image to
-    its ~380 px width: 560 px wide, large type, at most ~10 block labels at any depth. Fixed margins
+    ``history`` is epochs x blocks. The colour scale is fixed to 0-1, so a colour means the same lam at
+    every epoch of the slider. Drawn at about twice the card's box (:data:`CARD_BOX`) with large type, so it
+    stays legible when the card shrinks it and sharp at the card's actual-size toggle. Fixed margins
     instead of a layout engine keep it at ~0.1 s.
     """
-    with rc_context({"font.size": 13}):
-        fig = Figure(figsize=(5.6, 6.6), dpi=100)
-        fig.subplots_adjust(left=0.2, right=0.86, bottom=0.08, top=0.86, hspace=0.4)
-        depth_ax, heat_ax = fig.subplots(2, 1, height_ratios=(1, 1.25))
-        plot_lam_vs_depth(depth_ax, blocks, history[-1])
-        depth_ax.set_ylabel("lam")
-        image = plot_lam_heatmap(heat_ax, blocks, epochs, history, most_labels=9)
-        fig.colorbar(image, ax=heat_ax, ticks=[0, 0.5, 1], fraction=0.08, pad=0.03)
-        heading = f"lam (weight of max pooling) at epoch {epochs[-1]}, and per epoch"
-        fig.suptitle(f"{title}\n{heading}" if title else heading, x=0.02, ha="left", fontsize="medium")
+    with rc_context({"font.size": 17}):
+        fig = Figure(figsize=(7.68, 4.0), dpi=100)
+        fig.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.86)
+        ax = fig.subplots()
+        image = plot_lam_heatmap(ax, blocks, epochs, history)
+        bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        bar.set_ticks([0, 0.5, 1], labels=["min", "0.5", "max"])
+        bar.ax.set_title("lam", fontsize="medium")
+        heading = f"epoch {epochs[-1]}"
+        fig.suptitle(f"{title} · {heading}" if title else heading, x=0.02, ha="left", fontsize=15)
     return fig
 
 

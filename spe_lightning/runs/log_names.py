@@ -86,10 +86,15 @@ LAM_VIEW = f"?smoothing=0&tagFilter={WATCH}%2Flam%2F#timeseries"
 """TensorBoard's Time Series filtered to the lam charts, unsmoothed (lam swings: averaging hides it)."""
 
 
+TENSORBOARD_FLAGS = "--samples_per_plugin images=1000"
+"""TensorBoard keeps 10 images per tag unless told: this keeps the lam figure of each of up to 1000 epochs.
+Not ``images=0``: the event reader takes 0 as "all", but TensorBoard's server (2.21) then serves none."""
+
+
 def tensorboard_hint(logdir: str | Path, port: int = 6006) -> str:
     """The command that serves a run's folder, and the address of its lam view."""
     return (
-        f"watch lam: tensorboard --logdir {logdir} --samples_per_plugin images=0, then open "
+        f"watch lam: tensorboard --logdir {logdir} {TENSORBOARD_FLAGS}, then open "
         f"http://localhost:{port}/{LAM_VIEW}"
     )
 

@@ -11,7 +11,7 @@ import pytest
 from helpers.cli import run_cli, tiny_args
 from helpers.runs import scalar_steps
 
-from spe_lightning.runs.log_names import LAM_VIEW
+from spe_lightning.runs.log_names import LAM_VIEW, TENSORBOARD_FLAGS
 
 pytestmark = pytest.mark.slow  # two fits per case, some through third-party loggers
 
@@ -94,7 +94,7 @@ def test_checkpoints_config_and_metrics_go_where_the_run_is_and_no_run_is_writte
     run = root / "version_1"
     # fit says how to watch lam where TensorBoard logs, once per run
     hints = [r.getMessage() for r in caplog.records if r.getMessage().startswith("watch lam: tensorboard")]
-    expected = f"--logdir {root} --samples_per_plugin images=0, then open http://localhost:6006/{LAM_VIEW}"
+    expected = f"--logdir {root} {TENSORBOARD_FLAGS}, then open http://localhost:6006/{LAM_VIEW}"
     assert hints == ([hints[0]] * 2 if "tensorboard" in case else []) and (not hints or expected in hints[0])
     if metrics == "metrics.csv":
         assert "val/acc1" in (run / "metrics.csv").read_text().splitlines()[0]

@@ -13,7 +13,8 @@ The tags follow :mod:`spe_lightning.runs.log_names`: everything sits under ``wat
   ``watch/gate_std/layer1`` (the block's channel gates on a fixed batch of validation images);
   histograms of the gates and of SPEM's parameters per stage (``watch/gate/layer1``), per block, or none;
   and ``watch/lam_overview``, the lam figure, also saved as ``lam_figures/epoch_<NNN>.png`` in the run
-  folder (TensorBoard keeps 10 images per tag unless started with ``--samples_per_plugin images=0``).
+  folder (TensorBoard keeps 10 images per tag unless started with
+  :data:`~spe_lightning.runs.log_names.TENSORBOARD_FLAGS`).
 
 Loggers other than TensorBoard (CSV) get the same values as one column per block
 (``watch/lam/layer1/3``). Steps follow Lightning's ``self.log`` (:func:`logging_step`); the values at
@@ -125,37 +126,42 @@ def watched_blocks(model: nn.Module) -> tuple[Named, Named, Named]:
 
 
 def pool_value_layout(valued: Named) -> layout_pb2.Layout:
-    """TensorBoard's Custom Scalars page for the learned pool values: per value (lam, ...), one chart per
-    stage of its mean with the min-max band of the stage's blocks, and for a mix weight the count of blocks
-    above 0.5, so that a stage whose blocks split between max and min shows it at a glance."""
+    """TensorBoard's Custom Scalars page for the learned pool values: per value (lam, ...) and stage, one
+    category holding the stage's mean with the min-max band of its blocks and, for a mix weight, the count
+    of blocks above 0.5, so that a stage whose blocks split between max and min shows it at a glance.
+
+    One category per stage, not one chart per stage in a shared category: TensorBoard (2.21) draws a
+    category's margin charts in reverse and its line charts first, so only categories keep depth order.
+    """
     keys = list(dict.fromkeys(key for _, pool in valued for key in pool.logged_values()))
-    stages = list(dict.fromkeys(stage_of(block) for block, _ in valued))
+    blocks_per_stage = Counter(stage_of(block) for block, _ in valued)
     categories = []
     for key in keys:
-        charts = [
-            layout_pb2.Chart(
-                title=f"{key} in {stage}: mean, band from min to max over its blocks",
-                margin=layout_pb2.MarginChartContent(
-                    series=[
-                        layout_pb2.MarginChartContent.Series(
-                            value=summary_tag(key, "mean", stage),
-                            lower=summary_tag(key, "min", stage),
-                            upper=summary_tag(key, "max", stage),
-                        )
-                    ]
-                ),
-            )
-            for stage in stages
-        ]
-        if ABOVE_HALF in summary_stats(key):
-            above = [re.escape(summary_tag(key, ABOVE_HALF, stage)) for stage in stages]
-            charts.append(
+        for stage, blocks in blocks_per_stage.items():
+            charts = [
                 layout_pb2.Chart(
-                    title=f"{key}: blocks above 0.5 per stage",
-                    multiline=layout_pb2.MultilineChartContent(tag=[f"^({'|'.join(above)})$"]),
+                    title=f"{key} in {stage}: mean, band from min to max over its {blocks} blocks",
+                    margin=layout_pb2.MarginChartContent(
+                        series=[
+                            layout_pb2.MarginChartContent.Series(
+                                value=summary_tag(key, "mean", stage),
+                                lower=summary_tag(key, "min", stage),
+                                upper=summary_tag(key, "max", stage),
+                            )
+                        ]
+                    ),
                 )
-            )
-        categories.append(layout_pb2.Category(title=f"{key} per stage", chart=charts))
+            ]
+            if ABOVE_HALF in summary_stats(key):
+                charts.append(
+                    layout_pb2.Chart(
+                        title=f"{key} in {stage}: blocks above 0.5, of {blocks}",
+                        multiline=layout_pb2.MultilineChartContent(
+                            tag=[f"^{re.escape(summary_tag(key, ABOVE_HALF, stage))}$"]
+                        ),
+                    )
+                )
+            categories.append(layout_pb2.Category(title=f"{key} in {stage}", chart=charts))
     return layout_pb2.Layout(category=categories)
 
 

@@ -14,11 +14,13 @@ from helpers.runs import fit_tiny_run, read_events, steps, tags_with_prefix
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from matplotlib.text import Text
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import SessionLog
 from tensorboard.plugins.custom_scalar import layout_pb2
 
+from spe_lightning.analysis.figures import CARD_BOX
 from spe_lightning.analysis.reader import RunData, read_run
 from spe_lightning.core.errors import InputError
 from spe_lightning.layers import SPEM
@@ -133,15 +135,18 @@ def test_the_lam_figure_is_fixed_to_zero_and_one_in_every_epoch(tmp_path, monkey
     def recorded(*args: Any, **kwargs: Any) -> Any:
         """Read the figure as drawn (the monitor clears it once it is rendered)."""
         figure = lam_figure(*args, **kwargs)
-        depth_ax, heat_ax = figure.axes[:2]
+        heat_ax = figure.axes[0]
         (image,) = heat_ax.get_images()
+        texts = [text for text in figure.findobj(Text) if text.get_visible() and text.get_text()]
         figures.append(
             {
-                "ylim": depth_ax.get_ylim(),
                 "clim": image.get_clim(),
                 "shape": image.get_array().shape,
-                "rows": [tick.get_text() for tick in heat_ax.get_yticklabels()],
+                "columns": [tick.get_text() for tick in heat_ax.get_xticklabels()],
+                "blocks": len(heat_ax.get_xticks(minor=True)),
                 "title": figure.get_suptitle(),
+                "size": tuple(figure.get_size_inches() * figure.dpi),
+                "smallest_type": min(text.get_fontsize() for text in texts) * figure.dpi / 72,
             }
         )
         return figure
@@ -151,12 +156,15 @@ def test_the_lam_figure_is_fixed_to_zero_and_one_in_every_epoch(tmp_path, monkey
     fit_tiny_run(tmp_path, epochs=3)
     assert len(figures) == 3
     for epoch, figure in enumerate(figures):
-        assert figure["ylim"] == (0.0, 1.0)
         assert figure["clim"] == (0.0, 1.0)
-        assert figure["shape"] == (len(BLOCKS), epoch + 1)
-        assert figure["rows"] == BLOCKS  # every block named
-        assert figure["title"].startswith("spem/version_0\n")  # the run's name
-        assert f"at epoch {epoch}," in figure["title"]
+        assert figure["shape"] == (epoch + 1, len(BLOCKS))  # epochs down, blocks across by depth
+        assert figure["columns"] == STAGES and figure["blocks"] == len(BLOCKS)  # stages named, blocks ticked
+        assert figure["title"] == f"spem/version_0 · epoch {epoch}"  # the run's name
+        # TensorBoard's image card fits a picture into its box: in the box's proportions it fills it, and
+        # its smallest type stays at 11 px or more there
+        width, height = figure["size"]
+        assert width / height == pytest.approx(CARD_BOX[0] / CARD_BOX[1], rel=0.01)
+        assert figure["smallest_type"] * CARD_BOX[1] / height >= 11
 
 
 @pytest.mark.parametrize(("histograms", "count"), [("block", len(BLOCKS) * 5), ("none", 0)])
@@ -310,14 +318,18 @@ def test_the_custom_scalars_page_draws_each_stage_as_a_band_and_counts_blocks_ab
     events.Reload()
     (config,) = events.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
-    (category,) = layout.category
-    assert category.title == "lam per stage"
-    bands = [chart.margin.series[0] for chart in category.chart if chart.HasField("margin")]
-    assert [(s.value, s.lower, s.upper) for s in bands] == [
-        (f"watch/lam_mean/{stage}", f"watch/lam_min/{stage}", f"watch/lam_max/{stage}") for stage in STAGES
-    ]
-    assert {tag for s in bands for tag in (s.value, s.lower, s.upper)} <= set(spem_logs.scalars)
-    (counts,) = [chart.multiline.tag[0] for chart in category.chart if chart.HasField("multiline")]
-    assert sorted(t for t in spem_logs.scalars if re.fullmatch(counts, t)) == [
-        f"watch/lam_above_half/{stage}" for stage in STAGES
-    ]
+    assert [category.title for category in layout.category] == [f"lam in {stage}" for stage in STAGES]
+    for stage, category in zip(STAGES, layout.category, strict=True):
+        band, counts = category.chart
+        series = band.margin.series[0]
+        assert (series.value, series.lower, series.upper) == (
+            f"watch/lam_mean/{stage}",
+            f"watch/lam_min/{stage}",
+            f"watch/lam_max/{stage}",
+        )
+        assert {series.value, series.lower, series.upper} <= set(spem_logs.scalars)
+        (pattern,) = counts.multiline.tag
+        assert [t for t in spem_logs.scalars if re.fullmatch(pattern, t)] == [f"watch/lam_above_half/{stage}"]
+        per_stage = sum(block.startswith(f"{stage}.") for block in BLOCKS)
+        assert band.title.endswith(f"over its {per_stage} blocks")
+        assert counts.title.endswith(f"of {per_stage}")
