@@ -38,7 +38,7 @@ from spe_lightning.cli.parser import SPEArgumentParser, concise_parser_error
 from spe_lightning.core.errors import InputError
 from spe_lightning.kernels.cpu_max_min import kernel_mode
 from spe_lightning.layers.spem_fused import fused_gate_mode
-from spe_lightning.runs.layout import write_result
+from spe_lightning.runs.layout import open_csv_loggers, write_result
 from spe_lightning.runs.lock import RunLock
 from spe_lightning.runs.log_names import TEST_ACC1, VAL_ACC1, VAL_ACC1_BEST, tensorboard_hint
 from spe_lightning.runs.naming import name_unnamed_runs
@@ -335,6 +335,7 @@ class SPECLI(LightningCLI):
         self.lock = self.plan.claim()
         if self.lock is not None:
             self.stack.callback(self.lock.release)
+        open_csv_loggers(self.trainer)
         ResumeHint.command = self.plan.resume_command(self.argv)
 
     before_fit = before_validate = before_test = before_predict = start_run

@@ -13,14 +13,18 @@ A grid is a folder ``<save_dir>/<grid name>`` holding ``grid.json`` (its points)
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
 from spe_lightning.runs.checkpoints import load_checkpoint_file
 from spe_lightning.runs.lock import RunLock
@@ -191,3 +195,28 @@ def run_folder(trainer: Trainer) -> Path:
         if isinstance(logger, FILE_LOGGERS):
             return Path(logger.log_dir)
     return Path(trainer.default_root_dir)
+
+
+@rank_zero_only
+def open_csv_loggers(trainer: Trainer) -> None:
+    """Open each CSV logger's writer so that it appends to the ``metrics.csv`` an earlier part of its run
+    wrote. Lightning's writer deletes that file from a folder that is not empty, warning that it will (a
+    run folder always holds its config, a resumed run the metrics of its first part), and knows only the
+    columns it logged itself: it is given the file's, so that new columns widen the file."""
+    for logger in trainer.loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        metrics = Path(logger.log_dir) / ExperimentWriter.NAME_METRICS_FILE
+        aside = metrics.with_name(f".{metrics.name}.kept")
+        if metrics.exists():
+            os.replace(metrics, aside)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Experiment logs directory .* exists and is not empty")
+                writer = logger.experiment
+        finally:
+            if aside.exists():
+                os.replace(aside, metrics)
+        if metrics.exists():
+            with metrics.open(newline="") as file:
+                writer.metrics_keys = next(csv.reader(file), [])

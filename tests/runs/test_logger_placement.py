@@ -4,6 +4,7 @@ over: TensorBoard and CSV loggers are placed in the run folder, W&B and MLflow k
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -114,3 +115,17 @@ def test_checkpoints_config_and_metrics_go_where_the_run_is_and_no_run_is_writte
         ]
         assert len(said) == 2 and str(root / "version_1") in said[1]  # once per run
         assert not list(tmp_path.rglob("events.*")) and not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("case", ["csv alone", "tensorboard and csv"])
+def test_a_resumed_run_keeps_the_csv_rows_of_its_first_part(case, tmp_path, monkeypatch, recwarn):
+    """Lightning's CSV writer deletes ``metrics.csv`` from a folder that is not empty: not in a run."""
+    logger_args, root_name, _, metrics = CASES[case]
+    monkeypatch.chdir(tmp_path)
+    run_cli("fit", *tiny_args(tmp_path / "runs", *logger_args(tmp_path)))
+    run_cli("fit", *tiny_args(tmp_path / "runs", *logger_args(tmp_path), "--ckpt_path=last", max_epochs=2))
+    run = tmp_path / "runs" / root_name / "version_0"
+    with (run / metrics.rpartition(" ")[2]).open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows if row["val/acc1"]] == ["0", "1"]  # both parts, in order
+    assert not [w for w in recwarn if "will be deleted" in str(w.message)]
