@@ -62,6 +62,20 @@ SUBCOMMANDS = {
     "predict": "Classify the prediction images with a checkpoint and write the classes to a CSV file.",
 }
 """Each subcommand's one-line help; Lightning's come from the first line of the Trainer's docstrings."""
+CKPT_PATH_HELP = {
+    "fit": "``last``: continue the newest run of this name from its ``checkpoints/last.ckpt``, in its folder "
+    "(a fresh run if none has one). A run's own ``last.ckpt``: continue that run. Any other checkpoint file: "
+    "start a new run from it, leaving its run as it was. ``best`` is refused: it would rewind a run.",
+    "evaluate": "Required. ``last`` or ``best``: that checkpoint of the newest run of this name (or of the "
+    "version the logger pins); or a checkpoint file. The logs go to ``<run>/eval/<subcommand>/version_K``.",
+}
+"""The ``--ckpt_path`` help: what ``last``, ``best`` and a file mean to the run layer
+(:mod:`spe_lightning.runs`), not Lightning's keywords (``hpc``, ``registry``), which it does not take."""
+VERBOSE_HELP = "Print the table of metrics at the end."
+RETURN_PREDICTIONS_HELP = (
+    "Also keep every prediction in memory (Lightning's default: yes, but not in spawned processes); the CSV "
+    "file is written either way."
+)
 CHECKPOINT_NAME = f"best-epoch={{epoch:03d}}-acc1={{{VAL_ACC1}:.4f}}"
 """Best-k checkpoint files: ``best-epoch=016-acc1=0.9913.ckpt``."""
 
@@ -92,26 +106,38 @@ def _show_kernel_build() -> None:
         log.setLevel(logging.INFO)
 
 
-def _described(method: Callable[..., Any], summary: str) -> Callable[..., Any]:
-    """``method`` with ``summary`` as its docstring's first paragraph; the signature (the CLI's arguments)
-    and the argument docs stay the Trainer's."""
+def _described(method: Callable[..., Any], summary: str, **arguments: str) -> Callable[..., Any]:
+    """``method`` with our docstring: ``summary`` (the subcommand's help) and the help of the ``arguments``
+    of the method that the CLI offers. The signature stays the Trainer's."""
 
     @functools.wraps(method)
     def described(self: Trainer, *args: Any, **kwargs: Any) -> Any:
         return method(self, *args, **kwargs)
 
-    body = (method.__doc__ or "").strip().split("\n\n", 1)
-    described.__doc__ = summary + ("\n\n" + body[1] if len(body) > 1 else "")
+    documented = "".join(f"    {name}: {text}\n" for name, text in arguments.items())
+    described.__doc__ = f"{summary}\n\nArgs:\n{documented}"
     return described
 
 
 class SPETrainer(Trainer):
-    """Lightning's Trainer, unchanged, with subcommand docstrings whose first line is the whole help."""
+    """Lightning's Trainer: devices, precision, epochs, logging and callbacks.
 
-    fit = _described(Trainer.fit, SUBCOMMANDS["fit"])
-    validate = _described(Trainer.validate, SUBCOMMANDS["validate"])
-    test = _described(Trainer.test, SUBCOMMANDS["test"])
-    predict = _described(Trainer.predict, SUBCOMMANDS["predict"])
+    Lightning's own, but for the docstrings of its subcommands, which are the CLI's help.
+    """
+
+    fit = _described(Trainer.fit, SUBCOMMANDS["fit"], ckpt_path=CKPT_PATH_HELP["fit"])
+    validate = _described(
+        Trainer.validate, SUBCOMMANDS["validate"], ckpt_path=CKPT_PATH_HELP["evaluate"], verbose=VERBOSE_HELP
+    )
+    test = _described(
+        Trainer.test, SUBCOMMANDS["test"], ckpt_path=CKPT_PATH_HELP["evaluate"], verbose=VERBOSE_HELP
+    )
+    predict = _described(
+        Trainer.predict,
+        SUBCOMMANDS["predict"],
+        ckpt_path=CKPT_PATH_HELP["evaluate"],
+        return_predictions=RETURN_PREDICTIONS_HELP,
+    )
 
 
 def prog() -> str:
@@ -243,6 +269,13 @@ class SPECLI(LightningCLI):
         self.stack = ExitStack()
         with self.stack:  # on any ending: the run's lock released
             super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's subcommands without ``--weights_only``: every checkpoint loads as tensors and plain
+        containers only, so that a file cannot run code (:mod:`spe_lightning.runs.checkpoints`), and a
+        ``false`` would not be honoured (Lightning reads a checkpoint's hyperparameters that way too)."""
+        return {name: skipped | {"weights_only"} for name, skipped in LightningCLI.subcommands().items()}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the optimizer and scheduler are the model's arguments (it builds them over its parameter groups)
