@@ -9,7 +9,7 @@ import pytest
 
 from spe_lightning import __version__
 from spe_lightning.__main__ import dispatch
-from spe_lightning.cli.lightning_cli import CKPT_PATH_HELP, SUBCOMMANDS
+from spe_lightning.cli.lightning_cli import ARGUMENT_HELP, CKPT_PATH_HELP, SUBCOMMANDS
 from spe_lightning.tools import TOOLS, tool_help
 
 
@@ -53,13 +53,13 @@ def test_subcommand_help_says_what_the_run_layer_does_with_a_checkpoint(subcomma
     out = " ".join(capsys.readouterr().out.split())
     ckpt_help = CKPT_PATH_HELP["fit" if subcommand == "fit" else "evaluate"]
     assert f"--ckpt_path CKPT_PATH {ckpt_help}" in out  # not Lightning's hpc/registry keywords
-    assert "--weights_only" not in out  # every checkpoint loads as tensors only: no switch to offer
+    assert f"--weights_only {{true,false,null}} {ARGUMENT_HELP['weights_only']}" in out
     assert "Lightning's Trainer: devices, precision, epochs, logging and callbacks:" in out  # its group title
 
 
-def test_weights_only_is_refused_not_ignored(capsys):
+def test_weights_only_false_is_refused_not_ignored(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         dispatch(["test", "--config", "quickstart.yaml", "--ckpt_path", "last", "--weights_only", "false"])
     assert exc.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: ") and "--weights_only false" in line
+    assert line.startswith("error: weights_only=false is not allowed; ") and "(null or true)" in line

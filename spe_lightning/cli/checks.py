@@ -89,6 +89,11 @@ def check_config(config: Namespace) -> None:
                 f"{group}: {config.get(group)!r} is not allowed; {group} takes a mapping of its arguments "
                 f"(see python -m spe_lightning fit --print_config)"
             )
+    if config.get("weights_only") is False:
+        raise InputError(
+            "weights_only=false is not allowed; checkpoints load as tensors and plain containers only "
+            "(null or true), so that a file cannot run code"
+        )
     trainer = config.trainer
     for key in POSITIVE_TRAINER_KEYS:
         check_int(f"trainer.{key}", trainer.get(key), allow_none=True)

@@ -10,6 +10,7 @@ builds them over its parameter groups.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 import textwrap
@@ -71,11 +72,14 @@ CKPT_PATH_HELP = {
 }
 """The ``--ckpt_path`` help: what ``last``, ``best`` and a file mean to the run layer
 (:mod:`spe_lightning.runs`), not Lightning's keywords (``hpc``, ``registry``), which it does not take."""
-VERBOSE_HELP = "Print the table of metrics at the end."
-RETURN_PREDICTIONS_HELP = (
-    "Also keep every prediction in memory (Lightning's default: yes, but not in spawned processes); the CSV "
-    "file is written either way."
-)
+ARGUMENT_HELP = {
+    "weights_only": "null (default) or true: every checkpoint loads as tensors and plain containers only, "
+    "so that a file cannot run code. false is refused: Lightning reads hyperparameters that way too.",
+    "verbose": "Print the table of metrics at the end.",
+    "return_predictions": "Also keep every prediction in memory (Lightning's default: yes, but not in "
+    "spawned processes); the CSV file is written either way.",
+}
+"""The help of the Trainer methods' other arguments that the CLI offers."""
 CHECKPOINT_NAME = f"best-epoch={{epoch:03d}}-acc1={{{VAL_ACC1}:.4f}}"
 """Best-k checkpoint files: ``best-epoch=016-acc1=0.9913.ckpt``."""
 
@@ -106,16 +110,20 @@ def _show_kernel_build() -> None:
         log.setLevel(logging.INFO)
 
 
-def _described(method: Callable[..., Any], summary: str, **arguments: str) -> Callable[..., Any]:
-    """``method`` with our docstring: ``summary`` (the subcommand's help) and the help of the ``arguments``
-    of the method that the CLI offers. The signature stays the Trainer's."""
+def _described(subcommand: str) -> Callable[..., Any]:
+    """The Trainer's ``subcommand`` method with our docstring: the subcommand's help (:data:`SUBCOMMANDS`)
+    and the help of the method's arguments that the CLI offers. The signature stays the Trainer's."""
+    method = getattr(Trainer, subcommand)
 
     @functools.wraps(method)
     def described(self: Trainer, *args: Any, **kwargs: Any) -> Any:
         return method(self, *args, **kwargs)
 
+    parameters = inspect.signature(method).parameters
+    arguments = {"ckpt_path": CKPT_PATH_HELP["fit" if subcommand == "fit" else "evaluate"]}
+    arguments |= {name: text for name, text in ARGUMENT_HELP.items() if name in parameters}
     documented = "".join(f"    {name}: {text}\n" for name, text in arguments.items())
-    described.__doc__ = f"{summary}\n\nArgs:\n{documented}"
+    described.__doc__ = f"{SUBCOMMANDS[subcommand]}\n\nArgs:\n{documented}"
     return described
 
 
@@ -125,19 +133,10 @@ class SPETrainer(Trainer):
     Lightning's own, but for the docstrings of its subcommands, which are the CLI's help.
     """
 
-    fit = _described(Trainer.fit, SUBCOMMANDS["fit"], ckpt_path=CKPT_PATH_HELP["fit"])
-    validate = _described(
-        Trainer.validate, SUBCOMMANDS["validate"], ckpt_path=CKPT_PATH_HELP["evaluate"], verbose=VERBOSE_HELP
-    )
-    test = _described(
-        Trainer.test, SUBCOMMANDS["test"], ckpt_path=CKPT_PATH_HELP["evaluate"], verbose=VERBOSE_HELP
-    )
-    predict = _described(
-        Trainer.predict,
-        SUBCOMMANDS["predict"],
-        ckpt_path=CKPT_PATH_HELP["evaluate"],
-        return_predictions=RETURN_PREDICTIONS_HELP,
-    )
+    fit = _described("fit")
+    validate = _described("validate")
+    test = _described("test")
+    predict = _described("predict")
 
 
 def prog() -> str:
@@ -269,13 +268,6 @@ class SPECLI(LightningCLI):
         self.stack = ExitStack()
         with self.stack:  # on any ending: the run's lock released
             super().__init__(*args, **kwargs)
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        """Lightning's subcommands without ``--weights_only``: every checkpoint loads as tensors and plain
-        containers only, so that a file cannot run code (:mod:`spe_lightning.runs.checkpoints`), and a
-        ``false`` would not be honoured (Lightning reads a checkpoint's hyperparameters that way too)."""
-        return {name: skipped | {"weights_only"} for name, skipped in LightningCLI.subcommands().items()}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the optimizer and scheduler are the model's arguments (it builds them over its parameter groups)
