@@ -16,6 +16,7 @@ TOOLS = {
     "export": ("spe_lightning.tools.export", "a checkpoint to ONNX, torch.export or TorchScript, verified"),
     "configs": ("spe_lightning.tools.configs", "list the packaged configs, or copy one out to edit"),
     "summary": ("spe_lightning.tools.summary", "parameters and FLOPs of a backbone with each attention"),
+    "completion": ("spe_lightning.tools.completion", "a bash, zsh or tcsh completion script"),
 }
 """Tool name -> (its module, whose ``main(args)`` runs it; its one-line help)."""
 
