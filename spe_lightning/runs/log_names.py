@@ -137,6 +137,12 @@ def summary_tag(key: str, stat: str, stage: str) -> str:
     return f"{WATCH}/{key}_{stat}/{stage}"
 
 
+def is_summary(tag: str, stat: str) -> bool:
+    """Whether ``tag`` is a stage summary (:func:`summary_tag`) of kind ``stat``, of whatever value."""
+    parts = tag.split("/")
+    return len(parts) == 3 and parts[0] == WATCH and parts[1].endswith(f"_{stat}")
+
+
 def block_tag(key: str, block: str) -> str:
     """``("lam", "layer1.0")`` -> ``watch/lam/layer1/0``: a block's own tag, where a logger has no sub-runs
     (CSV) and for per-block histograms."""

@@ -20,7 +20,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
 
 from spe_lightning.runs.layout import run_folder, run_of_checkpoint
-from spe_lightning.runs.log_names import VAL_ACC1, VAL_ACC1_BEST, VAL_LOSS
+from spe_lightning.runs.log_names import ABOVE_HALF, VAL_ACC1, VAL_ACC1_BEST, VAL_LOSS, is_summary
 from spe_lightning.runs.naming import pool_label_of
 from spe_lightning.training.callbacks.pooling_monitor import final_value_tags
 
@@ -38,6 +38,8 @@ TRAINER_KEYS = (
 )
 """The trainer settings that change a result (the rest is logging, paths and progress bars)."""
 METRICS = (VAL_ACC1_BEST, VAL_ACC1, VAL_LOSS)
+SHOWN_METRICS = 5
+"""TensorBoard (2.21) opens the HParams view with the first five metric columns ticked."""
 HEADLINE = ("model.backbone", "model.attention", "model.pool", "optimizer.lr", "seed")
 """The settings this project's studies vary. TensorBoard opens the HParams view with five columns ticked,
 those marked as differing between runs first: these are marked so (the view cannot know before runs are
@@ -101,7 +103,8 @@ class ConfigHParams(SaveConfigCallback):
     loggers: Lightning's ``trainer.log_dir`` is the store of a W&B or MLflow logger, shared by every run),
     and gives every logger the flattened config (:func:`flatten_config`): TensorBoard as the run's HParams,
     with ``val/acc1_best``, ``val/acc1``, ``val/loss`` and every stage's final lam summaries
-    (:func:`~spe_lightning.training.callbacks.pooling_monitor.final_value_tags`) as metric columns; any other
+    (:func:`~spe_lightning.training.callbacks.pooling_monitor.final_value_tags`) as metric columns
+    (:func:`metric_columns`); any other
     logger through ``log_hyperparams``, under ``config``. Fit runs only; a run resumed in its own folder
     keeps the HParams its first start wrote."""
 
@@ -119,7 +122,7 @@ class ConfigHParams(SaveConfigCallback):
         if stage != "fit":
             return
         params = flatten_config(self.config)
-        metrics = [*METRICS, *final_value_tags(pl_module)]
+        metrics = metric_columns(final_value_tags(pl_module))
         ckpt = trainer.ckpt_path
         if ckpt is not None and run_of_checkpoint(Path(ckpt)).folder.absolute() == path.parent.absolute():
             return  # resumed in place
@@ -134,6 +137,14 @@ def _data_type(value: HParam) -> int:
     if isinstance(value, bool):
         return api_pb2.DATA_TYPE_BOOL
     return api_pb2.DATA_TYPE_STRING if isinstance(value, str) else api_pb2.DATA_TYPE_FLOAT64
+
+
+def metric_columns(final_values: list[str]) -> list[str]:
+    """The HParams metric columns, in the order that puts the headline among the :data:`SHOWN_METRICS`: the
+    best validation top-1 and each stage's count of blocks above 0.5 (how its lams split between max and min,
+    which a mean hides), then the other validation figures and the stages' mean, min and max."""
+    split = [tag for tag in final_values if is_summary(tag, ABOVE_HALF)]
+    return list(dict.fromkeys([VAL_ACC1_BEST, *split, *METRICS, *final_values]))
 
 
 def write_hparams(logger: TensorBoardLogger, params: dict[str, HParam], metrics: list[str]) -> None:
