@@ -8,6 +8,7 @@ pyplot's global state: safe in any process and backend, and notebooks display th
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,14 @@ def plot_lam_heatmap(
     bounds = _stage_bounds(blocks)
     for _, first, _ in bounds[1:]:
         ax.axvline(first - 0.5, color="black", linewidth=1.5)
-    ax.set_xticks([(first + last) / 2 for _, first, last in bounds], [stage for stage, _, _ in bounds])
+    stages = [stage for stage, _, _ in bounds]
+    narrowest = min(last - first + 1 for _, first, last in bounds) / len(blocks) * ax.bbox.width
+    widest = max(map(len, stages)) * 0.6 * ax.xaxis.get_ticklabels()[0].get_fontsize() * ax.figure.dpi / 72
+    if widest > narrowest:  # stages of one or two blocks: name them by what tells them apart
+        prefix = os.path.commonprefix(stages)
+        stages = [stage.removeprefix(prefix) or stage for stage in stages]
+        ax.set_xlabel(prefix.rstrip("._") or "stage")
+    ax.set_xticks([(first + last) / 2 for _, first, last in bounds], stages)
     ax.set_xticks(range(len(blocks)), minor=True)
     ax.tick_params(axis="x", length=0)
     ax.tick_params(axis="x", which="minor", length=3)
@@ -114,6 +122,8 @@ def lam_figure(
         fig.subplots_adjust(left=0.1, right=0.9, bottom=0.12, top=0.86)
         ax = fig.subplots()
         image = plot_lam_heatmap(ax, blocks, epochs, history)
+        if ax.get_xlabel():  # short stage names, the common part below them
+            fig.subplots_adjust(bottom=0.22)
         bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
         bar.set_ticks([0, 0.5, 1], labels=["min", "0.5", "max"])
         bar.ax.set_title("lam", fontsize="medium")
