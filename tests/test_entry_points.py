@@ -50,6 +50,7 @@ BAD_INPUT: dict[str, list[tuple[list[str], str]]] = {
         (["configs", "copy", "nope"], "no packaged config 'nope'"),
         (["summary", "--attentions", "[]"], "attentions=[] is not allowed"),
         (["summary", "--depth", "9"], "depth=9 is impossible"),
+        (["completion", "fish"], "completion 'fish' is not allowed"),
         (["frobnicate"], "'frobnicate'"),
     ],
     "spe_lightning.summary": [(["--depth", "9"], "depth=9 is impossible")],
