@@ -8,7 +8,7 @@ pyplot's global state: safe in any process and backend, and notebooks display th
 from __future__ import annotations
 
 import io
-import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,18 @@ def plot_lam_vs_depth(ax: Axes, blocks: Sequence[str], lams: Sequence[float], **
     ax.set_ylabel(LAM_LABEL)
 
 
+def _short_stage_names(stages: list[str]) -> tuple[list[str], str]:
+    """Stage names without the part they all share, and that part: ``blocks.0`` .. ``blocks.10`` -> ``0`` ..
+    ``10`` under ``blocks``; ``layer1``, ``layer2`` -> ``1``, ``2`` under ``layer``; else the whole names."""
+    parents = {stage.rpartition(".")[0] for stage in stages}
+    if len(parents) == 1 and "" not in parents:
+        return [stage.rpartition(".")[2] for stage in stages], parents.pop()
+    numbered = [re.fullmatch(r"(.*?)(\d+)", stage) for stage in stages]
+    if all(numbered) and len({match.group(1) for match in numbered}) == 1:
+        return [match.group(2) for match in numbered], numbered[0].group(1)
+    return list(stages), ""
+
+
 def plot_lam_heatmap(
     ax: Axes, blocks: Sequence[str], epochs: Sequence[int], history: np.ndarray
 ) -> AxesImage:
@@ -88,9 +100,8 @@ def plot_lam_heatmap(
     narrowest = min(last - first + 1 for _, first, last in bounds) / len(blocks) * ax.bbox.width
     widest = max(map(len, stages)) * 0.6 * ax.xaxis.get_ticklabels()[0].get_fontsize() * ax.figure.dpi / 72
     if widest > narrowest:  # stages of one or two blocks: name them by what tells them apart
-        prefix = os.path.commonprefix(stages)
-        stages = [stage.removeprefix(prefix) or stage for stage in stages]
-        ax.set_xlabel(prefix.rstrip("._") or "stage")
+        stages, shared = _short_stage_names(stages)
+        ax.set_xlabel(shared or "stage")
     ax.set_xticks([(first + last) / 2 for _, first, last in bounds], stages)
     ax.set_xticks(range(len(blocks)), minor=True)
     ax.tick_params(axis="x", length=0)

@@ -26,3 +26,7 @@ def test_stages_are_named_whole_where_they_fit_and_by_what_differs_where_they_do
     # a timm network: stages of one to three blocks, too narrow for "blocks.0"
     narrow = [f"blocks.{s}.{i}" for s, n in enumerate([1, 2, 3, 2, 3]) for i in range(n)]
     assert stage_labels(narrow) == (["0", "1", "2", "3", "4"], "blocks")
+    # eleven one-block stages: "blocks.1" and "blocks.10" share characters, not a name
+    assert stage_labels([f"blocks.{s}.0" for s in range(11)]) == ([str(s) for s in range(11)], "blocks")
+    many = [f"layer{s}.{i}" for s in range(1, 13) for i in range(2)]
+    assert stage_labels(many) == ([str(s) for s in range(1, 13)], "layer")
