@@ -34,6 +34,10 @@ def test_readme_config_paths_exist_and_its_commands_parse(tmp_path, monkeypatch)
             with pytest.raises(SystemExit) as exit:
                 CLI(importlib.import_module(module).main, as_positional=False, args=[*args, "--print_config"])
             assert exit.value.code in (0, None), (module, args)
+        elif args[0] == "completion":  # the README redirects its output
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                dispatch(args)
+            assert "spe-lightning" in out.getvalue()
         elif args[0] == "configs":
             monkeypatch.chdir(tmp_path)
             with contextlib.redirect_stdout(io.StringIO()):
