@@ -1,1 +1,2 @@
-"""Plumbing every layer shares: the error types, name registries and number checks (standard library only)."""
+"""Plumbing every layer shares: the error types, name registries, number checks and optional packages
+(standard library only)."""

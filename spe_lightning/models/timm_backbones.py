@@ -12,7 +12,6 @@ timm backbone is built, so the rest of the library works without it.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from spe_lightning.core.errors import InputError, MissingInput
+from spe_lightning.core.optional import import_optional
 from spe_lightning.models.attach import slot_blocks
 
 PREFIX = "timm/"
@@ -33,14 +33,7 @@ def is_timm_name(name: str) -> bool:
 
 
 def _timm() -> Any:
-    if importlib.util.find_spec("timm") is None:
-        raise InputError(
-            "timm backbones need timm, which is not installed; install it with: "
-            "pip install 'spe-lightning[timm]' (or pip install timm)"
-        )
-    import timm
-
-    return timm
+    return import_optional("timm", extra="timm", needed_by="timm backbones need")
 
 
 def check_timm_model(name: str) -> str:

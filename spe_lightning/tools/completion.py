@@ -13,12 +13,13 @@ allows into that class's arguments, recursively, and writes 224 MB for bash.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import inspect
 from typing import Any
 
 from spe_lightning.cli.lightning_cli import SPECLI, SUBCOMMANDS, SPETrainer, build_cli
 from spe_lightning.core.errors import InputError
+from spe_lightning.core.optional import import_optional
+from spe_lightning.tools import tool_help
 
 SHELLS = ("bash", "zsh", "tcsh")
 """What shtab writes scripts for."""
@@ -50,7 +51,7 @@ def cli_options() -> argparse.ArgumentParser:
     raise AssertionError("LightningCLI parsed without calling parse_arguments")
 
 
-def completion_parser(tools: dict[str, str], path: Any = None) -> argparse.ArgumentParser:
+def completion_parser(tools: dict[str, str], path: Any) -> argparse.ArgumentParser:
     """``spe-lightning`` as shtab reads it: each subcommand with the shared options and those of its Trainer
     method that the CLI offers (``--ckpt_path``, ``--verbose``, ...), and each tool by name. ``path`` (shtab's
     file completion) goes on ``--ckpt_path``."""
@@ -63,7 +64,7 @@ def completion_parser(tools: dict[str, str], path: Any = None) -> argparse.Argum
         for parameter in inspect.signature(getattr(SPETrainer, name)).parameters.values():
             if parameter.name not in skipped and parameter.name != "self":
                 action = sub.add_argument(f"--{parameter.name}")
-                if parameter.name == "ckpt_path" and path is not None:
+                if parameter.name == "ckpt_path":
                     action.complete = path
     for name, summary in tools.items():
         commands.add_parser(name, help=summary)
@@ -74,20 +75,12 @@ def completion_script(shell: str, tools: dict[str, str]) -> str:
     """shtab's completion script for ``shell``."""
     if shell not in SHELLS:
         raise InputError(f"completion {shell!r} is not allowed; expected one of: {', '.join(SHELLS)}")
-    if importlib.util.find_spec("shtab") is None:
-        raise InputError(
-            "completion needs shtab, which is not installed; install it with: "
-            "pip install 'spe-lightning[completion]' (or pip install shtab)"
-        )
-    import shtab
-
+    shtab = import_optional("shtab", extra="completion", needed_by="completion needs")
     return shtab.complete(completion_parser(tools, path=shtab.FILE), shell=shell)
 
 
 def main(args: list[str]) -> str:
     """``python -m spe_lightning completion {bash,zsh,tcsh}``: print the script."""
-    from spe_lightning.tools import tool_help
-
     if args[:1] in (["-h"], ["--help"]):
         print(f"usage: {USAGE}\n\n{__doc__}")
         raise SystemExit(0)

@@ -38,8 +38,6 @@ TRAINER_KEYS = (
 )
 """The trainer settings that change a result (the rest is logging, paths and progress bars)."""
 METRICS = (VAL_ACC1_BEST, VAL_ACC1, VAL_LOSS)
-SHOWN_METRICS = 5
-"""TensorBoard (2.21) opens the HParams view with the first five metric columns ticked."""
 HEADLINE = ("model.backbone", "model.attention", "model.pool", "optimizer.lr", "seed")
 """The settings this project's studies vary. TensorBoard opens the HParams view with five columns ticked,
 those marked as differing between runs first: these are marked so (the view cannot know before runs are
@@ -140,9 +138,10 @@ def _data_type(value: HParam) -> int:
 
 
 def metric_columns(final_values: list[str]) -> list[str]:
-    """The HParams metric columns, in the order that puts the headline among the :data:`SHOWN_METRICS`: the
-    best validation top-1 and each stage's count of blocks above 0.5 (how its lams split between max and min,
-    which a mean hides), then the other validation figures and the stages' mean, min and max."""
+    """The HParams metric columns, in the order that puts the headline among the five that TensorBoard
+    (2.21) ticks when it opens the view: the best validation top-1 and each stage's count of blocks above
+    0.5 (how its lams split between max and min, which a mean hides), then the other validation figures and
+    the stages' mean, min and max."""
     split = [tag for tag in final_values if is_summary(tag, ABOVE_HALF)]
     return list(dict.fromkeys([VAL_ACC1_BEST, *split, *METRICS, *final_values]))
 
